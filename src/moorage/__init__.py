@@ -1,0 +1,3 @@
+"""moorage: a container platform for micro-services (build, ship, run, compose, operate)."""
+
+__version__ = "0.1.0"
