@@ -26,18 +26,21 @@ _CHUNK = 1 << 20
 class BlobWriter:
     """An in-progress blob. ``write`` it, then ``commit`` (verify + rename) or ``abort``."""
 
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: ContentStore, *, hashing: bool = True) -> None:
         self._store = store
         fd, path = _mkstemp(store.ingest_dir)
         self.path = Path(path)
         self._fd = fd
-        self._hash = hashlib.sha256()
+        # hashing=False: the caller hashes the same bytes itself (e.g. the layer unpacker
+        # reading through a tee) and must pass that digest to commit()
+        self._hash = hashlib.sha256() if hashing else None
         self.size = 0
         self._closed = False
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         view = memoryview(data)
-        self._hash.update(view)
+        if self._hash is not None:
+            self._hash.update(view)
         n = len(view)
         while view:
             written = os.write(self._fd, view)
@@ -61,11 +64,18 @@ class BlobWriter:
 
     @property
     def digest(self) -> Digest:
+        if self._hash is None:
+            raise ValueError("this blob writer does not hash: its caller knows the digest")
         return Digest.sha256(self._hash.hexdigest())
 
     def commit(self, expected: Digest | None = None, expected_size: int | None = None) -> Digest:
         """Verify, fsync and move the blob into place; returns its digest."""
-        digest = self.digest
+        if self._hash is None:
+            if expected is None:
+                raise ValueError("a blob written without hashing needs its digest to commit")
+            digest = expected
+        else:
+            digest = self.digest
         try:
             if expected is not None and expected != digest:
                 raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
@@ -150,8 +160,8 @@ class ContentStore:
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
-    def writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def writer(self, *, hashing: bool = True) -> BlobWriter:
+        return BlobWriter(self, hashing=hashing)
 
     def put(self, data: bytes, expected: Digest | None = None) -> Digest:
         digest = Digest.of(data)

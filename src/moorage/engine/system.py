@@ -1,0 +1,234 @@
+"""Store-wide operations: disk usage, prune, consistency check and repair, host facts."""
+
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from moorage import __version__
+from moorage.engine.images import ImageService
+from moorage.oci.digest import Digest
+from moorage.store import Store
+from moorage.store.gc import collect
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    kind: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+def disk_usage(images: ImageService) -> list[UsageRow]:
+    """``system df``: what each kind of object takes and what ``system prune -a`` frees."""
+    store = images.store
+    recs = images.ls()
+    active = sum(1 for r in recs if images.containers_using(r.id))
+    size, reclaim = images.disk_usage()
+    orphans = orphan_bytes(store)
+    n_containers = store.db.conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0]
+    return [
+        UsageRow("Images", len(recs), active, size + orphans, reclaim + orphans),
+        UsageRow("Containers", n_containers, 0, 0, 0),
+        UsageRow("Local Volumes", 0, 0, 0, 0),
+        UsageRow("Build Cache", 0, 0, 0, 0),
+    ]
+
+
+def orphan_bytes(store: Store) -> int:
+    """Bytes held by blobs and snapshots that nothing references (GC, dry run)."""
+    return collect(store, dry_run=True).bytes_freed
+
+
+@dataclass
+class PruneReport:
+    deleted: list[tuple[str, str]] = field(default_factory=list)  # (kind, value)
+    reclaimed: int = 0
+
+
+def prune(images: ImageService, *, all_unused: bool) -> PruneReport:
+    """``system prune``: unused images (dangling, or all with -a) and orphaned content."""
+    store = images.store
+    report = PruneReport()
+    with store.collecting():
+        report.reclaimed += collect(store, dry_run=True).bytes_freed
+    events, reclaimed = images.prune(all_unused=all_unused)
+    report.deleted.extend((e.kind, e.value) for e in events)
+    report.reclaimed += reclaimed
+    return report
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)  # damage: the check fails
+    leftovers: list[str] = field(default_factory=list)  # orphaned content: harmless, reclaimable
+    damaged_images: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+
+def check(images: ImageService, *, repair: bool) -> CheckReport:
+    """``system check``: verify the database, every blob and every snapshot an image uses."""
+    store = images.store
+    report = CheckReport()
+    conn = store.db.conn
+    result = conn.execute("PRAGMA integrity_check").fetchone()[0]
+    if result != "ok":
+        report.problems.append(f"database: integrity check failed: {result}")
+    verified: dict[str, bool] = {}
+
+    def blob_ok(d: Digest) -> bool:
+        if str(d) not in verified:
+            verified[str(d)] = store.content.verify(d)
+        return verified[str(d)]
+
+    for rec in images.ls():
+        bad: list[str] = []
+        for what, d in (("manifest", rec.manifest_digest), ("config", rec.id)):
+            if not blob_ok(d):
+                bad.append(f"{what} blob {d} is missing or corrupt")
+        for pos, diff_id in enumerate(images.layers(rec.id)):
+            row = conn.execute(
+                "SELECT blob_digest FROM layers WHERE diff_id = ?", (str(diff_id),)
+            ).fetchone()
+            if row is None:
+                bad.append(f"layer {pos} ({diff_id}) is not recorded")
+                continue
+            if not store.snapshots.exists(diff_id):
+                bad.append(f"layer {pos} ({diff_id}) has no snapshot directory")
+            if not blob_ok(Digest.parse(row["blob_digest"])):
+                bad.append(f"layer {pos} blob {row['blob_digest']} is missing or corrupt")
+        if bad:
+            name = ", ".join(rec.tags) or str(rec.id)
+            report.damaged_images.append(str(rec.id))
+            report.problems.extend(f"image {name}: {b}" for b in bad)
+    with store.collecting(blocking=repair) as locked:
+        if locked:
+            garbage = collect(store, dry_run=True)
+            report.leftovers.extend(f"orphan blob {d}" for d in garbage.blobs_removed)
+            report.leftovers.extend(
+                f"orphan snapshot overlay/{name}" for name in garbage.snapshots_removed
+            )
+    if repair and (report.problems or report.leftovers):
+        for image_id in report.damaged_images:
+            # drop the damaged image and its layers' rows: a new pull/load brings them back
+            with store.db.transaction() as c:
+                diff_ids = [
+                    r["diff_id"]
+                    for r in c.execute(
+                        "SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,)
+                    )
+                ]
+                c.execute("DELETE FROM images WHERE id = ?", (image_id,))
+                for d in diff_ids:
+                    used = c.execute(
+                        "SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (d,)
+                    ).fetchone()
+                    if used is None:
+                        c.execute("DELETE FROM layers WHERE diff_id = ?", (d,))
+            report.repaired.append(f"removed damaged image {image_id}")
+        for d in list(store.content.list()):
+            # a corrupt blob that an intact image still needs cannot be repaired here
+            if not blob_ok(d) and str(d) in verified:
+                store.content.delete(d)
+        with store.collecting() as _:
+            gc = collect(store)
+        if gc.blobs_removed or gc.snapshots_removed:
+            report.repaired.append(
+                f"removed {len(gc.blobs_removed)} orphan blobs and "
+                f"{len(gc.snapshots_removed)} orphan snapshots"
+            )
+    return report
+
+
+def store_id(store: Store) -> str:
+    path = store.root / "id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = secrets.token_hex(16)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(value + "\n")
+        os.replace(tmp, path)
+        return value
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def _os_release() -> str:
+    for line in _lines("/etc/os-release"):
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip().strip('"')
+    return platform.system()
+
+
+def _mem_total() -> int:
+    for line in _lines("/proc/meminfo"):
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+def info(images: ImageService) -> dict[str, Any]:
+    """``moor info`` as Docker's ``/info`` field names."""
+    store = images.store
+    conn = store.db.conn
+    n_ctr = conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0]
+    running = conn.execute("SELECT COUNT(*) FROM containers WHERE state = 'running'").fetchone()[0]
+    n_img = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    from moorage.oci.platform import host_platform
+
+    return {
+        "ID": store_id(store),
+        "Containers": n_ctr,
+        "ContainersRunning": running,
+        "ContainersPaused": 0,
+        "ContainersStopped": n_ctr - running,
+        "Images": n_img,
+        "Driver": "overlay",
+        "DriverStatus": [["Backing Filesystem", _backing_fs(store)]],
+        "LoggingDriver": "k8s-file",
+        "CgroupDriver": "cgroupfs",
+        "CgroupVersion": cgroup_version(),
+        "DefaultRuntime": "runc",
+        "KernelVersion": platform.release(),
+        "OperatingSystem": _os_release(),
+        "OSType": "linux",
+        "Architecture": platform.machine(),
+        "Platform": str(host_platform().os + "/" + host_platform().architecture),
+        "NCPU": os.cpu_count() or 1,
+        "MemTotal": _mem_total(),
+        "DockerRootDir": str(store.root),
+        "RunRoot": str(store.runroot),
+        "Name": platform.node(),
+        "ServerVersion": __version__,
+    }
+
+
+def _backing_fs(store: Store) -> str:
+    """The filesystem type of the mount holding the store root (longest matching prefix)."""
+    root = str(store.root.resolve())
+    best = ("", "unknown")
+    for line in _lines("/proc/mounts"):
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        mount = parts[1]
+        inside = root == mount or root.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best[0]):
+            best = (mount, parts[2])
+    return best[1]
