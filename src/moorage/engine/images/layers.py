@@ -151,7 +151,8 @@ def layer_from_stream(
     with store.content.writer(hashing=False) as writer:
         tee = TeeReader(stream, writer)
         diff_id, res = store.snapshots.create(
-            None, lambda d: unpack_layer(tee, d, max_size=limit)  # type: ignore[arg-type]
+            None,
+            lambda d: unpack_layer(tee, d, max_size=limit),  # type: ignore[arg-type]
         )
         if expected_blob is not None and expected_blob != res.compressed_digest:
             raise DigestMismatch(

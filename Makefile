@@ -1,0 +1,40 @@
+# moorage: `make demo` and `make test` each set up a fresh Debian machine first.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the code and the tests use
+APT_PACKAGES := busybox-static python3-venv tar file
+
+.PHONY: setup system-packages demo test lint unit bench clean
+
+setup: system-packages $(VENV)/.installed
+
+system-packages:
+	@scripts/install-system-packages $(APT_PACKAGES)
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects no test: that fails here too
+test: lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+demo: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH scripts/demo
+
+bench: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``moor`` command line: Docker's names, flags, output and exit codes."""

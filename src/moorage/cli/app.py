@@ -1,0 +1,123 @@
+"""The click application: global flags, lazily loaded subcommands, one error boundary."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from moorage import __version__
+from moorage.errors import MoorageError
+
+# command name -> "module:attribute"; modules load only when their command runs
+TOP_LEVEL: dict[str, str] = {
+    "images": "moorage.cli.image:images_cmd",
+    "import": "moorage.cli.image:import_cmd",
+    "load": "moorage.cli.image:load_cmd",
+    "save": "moorage.cli.image:save_cmd",
+    "tag": "moorage.cli.image:tag_cmd",
+    "rmi": "moorage.cli.image:rmi_cmd",
+    "history": "moorage.cli.image:history_cmd",
+    "inspect": "moorage.cli.image:inspect_any_cmd",
+    "image": "moorage.cli.image:image_group",
+    "info": "moorage.cli.system:info_cmd",
+    "version": "moorage.cli.system:version_cmd",
+    "system": "moorage.cli.system:system_group",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            cmd = getattr(importlib.import_module(module), attr)
+            assert isinstance(cmd, click.Command)
+            return cmd
+        return super().get_command(ctx, cmd_name)
+
+
+class AppContext:
+    """What every command gets: the store location and, on demand, the engine."""
+
+    def __init__(self, root: Path | None, runroot: Path | None) -> None:
+        self.root = root
+        self.runroot = runroot
+
+    @cached_property
+    def engine(self) -> Any:
+        from moorage.engine import Engine
+
+        return Engine(self.root, self.runroot)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=TOP_LEVEL,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.option(
+    "--root",
+    type=click.Path(path_type=Path),
+    envvar="MOORAGE_ROOT",
+    help="Store root (default /var/lib/moorage; env MOORAGE_ROOT).",
+)
+@click.option(
+    "--runroot",
+    type=click.Path(path_type=Path),
+    envvar="MOORAGE_RUNROOT",
+    help="Run state root (default /run/moorage; env MOORAGE_RUNROOT).",
+)
+@click.option(
+    "--log-level",
+    "-l",
+    type=click.Choice(["debug", "info", "warn", "error", "fatal"]),
+    default="warn",
+    show_default=True,
+    help="Logging level.",
+)
+@click.version_option(__version__, "-v", "--version", message="moor version %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, root: Path | None, runroot: Path | None, log_level: str) -> None:
+    """moor: build, ship and run containers for micro-services (Docker-compatible)."""
+    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = AppContext(root, runroot)
+
+
+def run(args: list[str]) -> None:
+    try:
+        cli.main(args=args, prog_name="moor", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except MoorageError as e:
+        fail(str(e), e.exit_code)
+    except BrokenPipeError:
+        sys.exit(0)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)

@@ -1,0 +1,200 @@
+"""System commands: info, version, system df / prune / check / info."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+import click
+
+from moorage import __version__
+from moorage.cli.common import confirm, engine
+from moorage.format import format_inspect, format_list
+from moorage.units import human_size
+
+API_VERSION = "1.41"
+
+
+def _version_doc() -> dict[str, object]:
+    from moorage.oci.platform import host_platform
+
+    plat = host_platform()
+    part = {
+        "Version": __version__,
+        "ApiVersion": API_VERSION,
+        "PythonVersion": platform.python_version(),
+        "Os": plat.os,
+        "Arch": plat.architecture,
+    }
+    return {
+        "Client": dict(part),
+        "Server": {**part, "Components": [{"Name": "moorage", "Version": __version__}]},
+    }
+
+
+@click.command("version")
+@click.option("-f", "--format", "fmt", help="Format: json or a Go template.")
+def version_cmd(fmt: str | None) -> None:
+    """Show the moorage version information."""
+    doc = _version_doc()
+    if fmt:
+        if fmt == "json":
+            click.echo(json.dumps(doc, separators=(",", ":")))
+        else:
+            click.echo(format_inspect([doc], fmt), nl=False)
+        return
+    for side in ("Client", "Server"):
+        d = doc[side]
+        assert isinstance(d, dict)
+        click.echo(f"{side}:" if side == "Client" else f"\n{side}: moorage")
+        click.echo(f" Version:           {d['Version']}")
+        click.echo(f" API version:       {d['ApiVersion']}")
+        click.echo(f" Python version:    {d['PythonVersion']}")
+        click.echo(f" OS/Arch:           {d['Os']}/{d['Arch']}")
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f}GiB"
+
+
+@click.command("info")
+@click.option("-f", "--format", "fmt", help="Format: json or a Go template.")
+@click.pass_context
+def info_cmd(ctx: click.Context, fmt: str | None) -> None:
+    """Display system-wide information."""
+    from moorage.engine.system import info
+
+    doc = info(engine(ctx).images)
+    if fmt:
+        if fmt == "json":
+            click.echo(json.dumps(doc, separators=(",", ":")))
+        else:
+            click.echo(format_inspect([doc], fmt), nl=False)
+        return
+    lines = [
+        "Server:",
+        f" Containers: {doc['Containers']}",
+        f"  Running: {doc['ContainersRunning']}",
+        f"  Paused: {doc['ContainersPaused']}",
+        f"  Stopped: {doc['ContainersStopped']}",
+        f" Images: {doc['Images']}",
+        f" Server Version: {doc['ServerVersion']}",
+        f" Storage Driver: {doc['Driver']}",
+        f"  Backing Filesystem: {doc['DriverStatus'][0][1]}",
+        f" Logging Driver: {doc['LoggingDriver']}",
+        f" Cgroup Driver: {doc['CgroupDriver']}",
+        f" Cgroup Version: {doc['CgroupVersion']}",
+        f" Runtimes: {doc['DefaultRuntime']}",
+        f" Default Runtime: {doc['DefaultRuntime']}",
+        f" Kernel Version: {doc['KernelVersion']}",
+        f" Operating System: {doc['OperatingSystem']}",
+        f" OSType: {doc['OSType']}",
+        f" Architecture: {doc['Architecture']}",
+        f" CPUs: {doc['NCPU']}",
+        f" Total Memory: {_gib(int(doc['MemTotal']))}",
+        f" Name: {doc['Name']}",
+        f" ID: {doc['ID']}",
+        f" Root Dir: {doc['DockerRootDir']}",
+        f" Run Root: {doc['RunRoot']}",
+        " Debug Mode: false",
+    ]
+    click.echo("\n".join(lines))
+
+
+DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+DF_HEADERS = {"TotalCount": "TOTAL"}
+
+
+@click.command("df")
+@click.option("--format", "fmt", help="Format: table, json, or a Go template.")
+@click.option("-v", "--verbose", is_flag=True, help="Accepted for compatibility.")
+@click.pass_context
+def df_cmd(ctx: click.Context, fmt: str | None, verbose: bool) -> None:
+    """Show disk usage, and what `system prune -a` would reclaim."""
+    from moorage.engine.system import disk_usage
+
+    rows = []
+    for u in disk_usage(engine(ctx).images):
+        pct = f" ({u.reclaimable * 100 // u.size}%)" if u.size else ""
+        rows.append(
+            {
+                "Type": u.kind,
+                "TotalCount": str(u.total),
+                "Active": str(u.active),
+                "Size": human_size(u.size),
+                "Reclaimable": human_size(u.reclaimable) + pct,
+            }
+        )
+    click.echo(format_list(rows, fmt, default_table=DF_TABLE, headers=DF_HEADERS), nl=False)
+
+
+@click.command("prune")
+@click.option("-a", "--all", "all_unused", is_flag=True, help="Remove all unused images.")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--volumes", is_flag=True, help="Prune anonymous volumes too.")
+@click.option("--filter", "filters", multiple=True, help="Accepted: label=..., until=...")
+@click.pass_context
+def system_prune_cmd(
+    ctx: click.Context, all_unused: bool, force: bool, volumes: bool, filters: tuple[str, ...]
+) -> None:
+    """Remove unused data: stopped containers, unused images, orphaned content."""
+    from moorage.engine.system import prune
+
+    items = ["all stopped containers", "all networks not used by at least one container"]
+    if volumes:
+        items.append("all anonymous volumes not used by at least one container")
+    items.append(
+        "all images without at least one container associated to them"
+        if all_unused
+        else "all dangling images"
+    )
+    items.append("all dangling build cache" if not all_unused else "all build cache")
+    warning = "WARNING! This will remove:\n" + "\n".join(f"  - {i}" for i in items)
+    if not confirm(warning, force):
+        return
+    report = prune(engine(ctx).images, all_unused=all_unused)
+    if report.deleted:
+        click.echo("Deleted Images:")
+        for kind, value in report.deleted:
+            click.echo(f"{kind}: {value}")
+        click.echo()
+    click.echo(f"Total reclaimed space: {human_size(report.reclaimed)}")
+
+
+@click.command("check")
+@click.option("--repair", is_flag=True, help="Remove damaged images and orphaned content.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only problems.")
+@click.pass_context
+def check_cmd(ctx: click.Context, repair: bool, quiet: bool) -> None:
+    """Check the store for damage and, with --repair, fix it."""
+    from moorage.engine.system import check
+
+    report = check(engine(ctx).images, repair=repair)
+    for p in report.problems:
+        click.echo(p)
+    if not repair and not quiet:
+        for left in report.leftovers:
+            click.echo(f"reclaimable: {left}")
+    for r in report.repaired:
+        click.echo(f"repaired: {r}")
+    if not report.problems:
+        if not quiet:
+            click.echo("No problems found")
+        return
+    if repair:
+        click.echo(f"{len(report.problems)} problems found and repaired")
+        return
+    click.echo(f"{len(report.problems)} problems found; run with --repair to fix them", err=True)
+    sys.exit(1)
+
+
+@click.group("system")
+def system_group() -> None:
+    """Manage moorage: disk usage, pruning, store checks."""
+
+
+system_group.add_command(df_cmd, "df")
+system_group.add_command(system_prune_cmd, "prune")
+system_group.add_command(check_cmd, "check")
+system_group.add_command(info_cmd, "info")
