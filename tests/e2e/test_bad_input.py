@@ -187,3 +187,41 @@ def test_kill_9_during_load_leaves_a_usable_store(moor: Moor, tmp_path: Path) ->
     moor("system", "prune", "-f")
     time.sleep(0)  # nothing half-written may remain visible as an image or layer
     assert moor("images", "-q").stdout == ""
+
+
+def test_layer_that_does_not_match_its_diff_id(moor: Moor, bb: str) -> None:
+    import hashlib
+    import json
+
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tf:
+        ti = tarfile.TarInfo("f")
+        ti.size = 1
+        tf.addfile(ti, io.BytesIO(b"x"))
+    cfg = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": ["sha256:" + hashlib.sha256(b"something else").hexdigest()],
+            },
+        }
+    ).encode()
+    name = hashlib.sha256(cfg).hexdigest() + ".json"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for member, data in (
+            ("l/layer.tar", layer.getvalue()),
+            (name, cfg),
+            (
+                "manifest.json",
+                json.dumps(
+                    [{"Config": name, "RepoTags": ["t:1"], "Layers": ["l/layer.tar"]}]
+                ).encode(),
+            ),
+        ):
+            ti = tarfile.TarInfo(member)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    assert "diff id mismatch" in _fails(moor, "load", input=buf.getvalue())

@@ -174,3 +174,13 @@ def test_store_root_that_cannot_be_created(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StoreError, match="cannot use store root"):
         Store.open(tmp_path / "file" / "root", tmp_path / "run")
+
+
+def test_incomplete_snapshot_is_removed_by_the_next_command(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "root", tmp_path / "run")
+    stale = store.snapshots.dir / ".tmp-deadbeef"
+    (stale / "diff" / "half").mkdir(parents=True)
+    old = time.time() - 60
+    os.utime(stale, (old, old))
+    Store.open(tmp_path / "root", tmp_path / "run")  # what every command does first
+    assert not stale.exists()

@@ -134,8 +134,9 @@ def import_cmd(
         raise Unsupported(f"importing from a URL is not supported: {source}")
     store = engine(ctx).store
     with _open_input(source) as stream:
+        # as Docker: the CLI streams a file as the request body, so the comment says "-"
         image_id = import_rootfs(
-            store, stream, reference=reference, changes=changes, message=message, source=source
+            store, stream, reference=reference, changes=changes, message=message, source="-"
         )
     click.echo(str(image_id))
 

@@ -124,7 +124,7 @@ def _rmtree(path: Path) -> None:
 
 
 def dir_usage(path: Path) -> int:
-    """Bytes used by regular files under ``path`` (hard links counted once)."""
+    """Bytes used by regular files and symlinks under ``path`` (hard links counted once)."""
     seen: set[tuple[int, int]] = set()
     total = 0
     for dirpath, _dirs, files in os.walk(path):

@@ -106,7 +106,8 @@ class UnpackResult:
     files: int
     """Tar entries materialised in ``dest`` (files, dirs, links, devices, whiteouts)."""
     content_size: int
-    """Sum of the sizes of the regular files written (hard links not counted twice)."""
+    """Sum of the sizes of the regular files and symlinks written (hard links not counted
+    twice): the layer size Docker reports."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -910,6 +911,7 @@ class _Extractor:
                 raise InvalidLayer(f"invalid symlink target in layer entry {e.display}")
             self._create(pfd, comps, lambda: os.symlink(e.linkname, base, dir_fd=pfd))
             self._node_meta(e, pfd, base, chmod=False)
+            self.content_size += len(e.linkname)  # a symlink's size, as Docker counts it
         elif typ == _LNK:
             self._hardlink(e, pfd, comps)
         else:

@@ -69,7 +69,10 @@ class _ArchiveReader:
 
     def read(self, stream: BinaryIO) -> None:
         try:
-            tf = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115 (closed below)
+            # a file is read with large direct reads; a pipe through tarfile's stream mode
+            seekable = stream.seekable()
+            mode = "r:*" if seekable else "r|*"
+            tf = tarfile.open(fileobj=stream, mode=mode)  # noqa: SIM115 (closed below)
         except (tarfile.TarError, OSError, EOFError) as e:
             raise InvalidArchive(f"invalid image archive: not a tar file ({e})") from None
         try:
