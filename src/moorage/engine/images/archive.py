@@ -70,9 +70,10 @@ class _ArchiveReader:
     def read(self, stream: BinaryIO) -> None:
         try:
             # a file is read with large direct reads; a pipe through tarfile's stream mode
-            seekable = stream.seekable()
-            mode = "r:*" if seekable else "r|*"
-            tf = tarfile.open(fileobj=stream, mode=mode)  # noqa: SIM115 (closed below)
+            if stream.seekable():
+                tf = tarfile.open(fileobj=stream, mode="r:*")  # noqa: SIM115 (closed below)
+            else:
+                tf = tarfile.open(fileobj=stream, mode="r|*")  # noqa: SIM115
         except (tarfile.TarError, OSError, EOFError) as e:
             raise InvalidArchive(f"invalid image archive: not a tar file ({e})") from None
         try:
