@@ -20,9 +20,9 @@ from typing import Any
 
 from moorage.errors import InvalidArgument, InvalidDigest
 from moorage.oci.descriptor import (
+    ContentAddressed,
     Descriptor,
     FrozenMap,
-    compact_json,
     freeze_json,
     get_bool,
     get_int,
@@ -330,7 +330,7 @@ _TOP_KEYS = (
 
 
 @dataclass(frozen=True, slots=True)
-class ImageConfig:
+class ImageConfig(ContentAddressed):
     """An image config. ``extra`` keeps unknown top-level keys in their original order."""
 
     architecture: str = ""
@@ -409,20 +409,6 @@ class ImageConfig:
             out["history"] = [h.to_json() for h in self.history]
         out.update(thaw_json(self.extra))
         return out
-
-    def to_bytes(self) -> bytes:
-        """Canonical compact JSON (not necessarily the bytes this was parsed from)."""
-        return compact_json(self.to_json())
-
-    @property
-    def content(self) -> bytes:
-        """The original bytes when parsed from bytes, else the canonical serialisation."""
-        return self.raw if self.raw is not None else self.to_bytes()
-
-    @property
-    def digest(self) -> Digest:
-        """The config digest, i.e. the image id."""
-        return Digest.of(self.content)
 
     @property
     def platform(self) -> Platform:

@@ -207,6 +207,37 @@ def _empty_annotations() -> FrozenMap[str]:
     return FrozenMap()
 
 
+class ContentAddressed:
+    """Mixin for documents named by the digest of their bytes (manifests, indexes, configs).
+
+    ``raw`` keeps the bytes a document was parsed from: its digest is always computed on
+    those, never on a re-serialisation. Without them, the canonical compact JSON is used.
+    """
+
+    __slots__ = ()
+    raw: bytes | None
+
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def to_bytes(self) -> bytes:
+        """Canonical compact JSON (not necessarily the bytes this was parsed from)."""
+        return compact_json(self.to_json())
+
+    @property
+    def content(self) -> bytes:
+        """The original bytes when parsed, else the canonical serialisation."""
+        return self.raw if self.raw is not None else self.to_bytes()
+
+    @property
+    def digest(self) -> Digest:
+        return Digest.of(self.content)
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
 @dataclass(frozen=True, slots=True)
 class Descriptor:
     """An OCI content descriptor. Immutable and hashable (annotations are a FrozenMap)."""

@@ -17,15 +17,14 @@ from typing import Any
 from moorage.errors import InvalidArgument, Unsupported
 from moorage.oci import mediatypes as mt
 from moorage.oci.descriptor import (
+    ContentAddressed,
     Descriptor,
     FrozenMap,
-    compact_json,
     get_str,
     get_str_map,
     is_media_type,
     load_json_object,
 )
-from moorage.oci.digest import Digest
 from moorage.oci.platform import Platform
 
 __all__ = ["ImageIndex", "ImageManifest", "parse_manifest"]
@@ -49,7 +48,7 @@ def _freeze_annotations(obj: Any) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageManifest:
+class ImageManifest(ContentAddressed):
     """An image manifest (``application/vnd.oci.image.manifest.v1+json`` or Docker schema 2).
 
     ``media_type`` mirrors the JSON ``mediaType`` field: None when the document omits it
@@ -121,26 +120,9 @@ class ImageManifest:
             out["annotations"] = dict(self.annotations)
         return out
 
-    def to_bytes(self) -> bytes:
-        """Canonical compact JSON (not necessarily the bytes this was parsed from)."""
-        return compact_json(self.to_json())
-
     @property
     def effective_media_type(self) -> str:
         return self.media_type or mt.OCI_MANIFEST
-
-    @property
-    def content(self) -> bytes:
-        """The original bytes when parsed, else the canonical serialisation."""
-        return self.raw if self.raw is not None else self.to_bytes()
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.of(self.content)
-
-    @property
-    def size(self) -> int:
-        return len(self.content)
 
     def descriptor(
         self,
@@ -163,7 +145,7 @@ class ImageManifest:
 
 
 @dataclass(frozen=True, slots=True)
-class ImageIndex:
+class ImageIndex(ContentAddressed):
     """An image index (``application/vnd.oci.image.index.v1+json``) or Docker manifest list."""
 
     manifests: tuple[Descriptor, ...] = ()
@@ -226,26 +208,9 @@ class ImageIndex:
             out["annotations"] = dict(self.annotations)
         return out
 
-    def to_bytes(self) -> bytes:
-        """Canonical compact JSON (not necessarily the bytes this was parsed from)."""
-        return compact_json(self.to_json())
-
     @property
     def effective_media_type(self) -> str:
         return self.media_type or mt.OCI_INDEX
-
-    @property
-    def content(self) -> bytes:
-        """The original bytes when parsed, else the canonical serialisation."""
-        return self.raw if self.raw is not None else self.to_bytes()
-
-    @property
-    def digest(self) -> Digest:
-        return Digest.of(self.content)
-
-    @property
-    def size(self) -> int:
-        return len(self.content)
 
     def descriptor(self, annotations: Mapping[str, str] | None = None) -> Descriptor:
         """A descriptor pointing at this index's :attr:`content`."""

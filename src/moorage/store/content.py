@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
-from moorage.errors import DigestMismatch, NotFound
+from moorage.errors import DigestMismatch, InvalidDigest, NotFound
 from moorage.oci.digest import Digest
-from moorage.store.locks import is_abandoned
+from moorage.store.locks import remove_abandoned
 
 _CHUNK = 1 << 20
 
@@ -191,25 +190,9 @@ class ContentStore:
         for name in os.listdir(self.blobs_dir):
             try:
                 yield Digest.sha256(name)
-            except ValueError:
-                continue
-            except Exception:  # an odd name in blobs/ is not ours; skip it
+            except InvalidDigest:  # an odd name in blobs/ is not ours; skip it
                 continue
 
     def clean_ingest(self) -> int:
         """Remove ingest files whose writer died (no flock held); returns how many."""
-        removed = 0
-        try:
-            names = os.listdir(self.ingest_dir)
-        except FileNotFoundError:
-            return 0
-        for name in names:
-            p = self.ingest_dir / name
-            if is_abandoned(p):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
-                removed += 1
-        return removed
+        return remove_abandoned(self.ingest_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,3 +65,25 @@ def is_abandoned(path: Path, grace: float = 5.0) -> bool:
         return try_lock_fd(fd)
     finally:
         os.close(fd)
+
+
+def remove_abandoned(directory: Path, prefix: str = "") -> int:
+    """Remove the entries of ``directory`` (named ``prefix*``) that no writer holds any more:
+    what a killed command left half-written. Returns how many were removed."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for name in names:
+        path = directory / name
+        if not name.startswith(prefix) or not is_abandoned(path):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            # rmtree never follows symlinks (fd-based on Linux): safe on hostile layer content
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        removed += 1
+    return removed

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from moorage.oci.digest import Digest
-from moorage.store.locks import is_abandoned
+from moorage.store.locks import remove_abandoned
 
 R = TypeVar("R")
 _TMP_PREFIX = ".tmp-"
@@ -104,18 +104,7 @@ class SnapshotStore:
 
     def clean_incomplete(self) -> int:
         """Remove temporary dirs whose builder died; returns how many."""
-        removed = 0
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
-            return 0
-        for name in names:
-            if name.startswith(_TMP_PREFIX):
-                p = self.dir / name
-                if is_abandoned(p):
-                    _rmtree(p)
-                    removed += 1
-        return removed
+        return remove_abandoned(self.dir, _TMP_PREFIX)
 
 
 def _rmtree(path: Path) -> None:
