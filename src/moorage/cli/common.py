@@ -41,3 +41,25 @@ def confirm(prompt: str, force: bool) -> bool:
     click.echo(f"{prompt}\nAre you sure you want to continue? [y/N] ", nl=False)
     answer = sys.stdin.readline()
     return answer.strip().lower() in ("y", "yes")
+
+
+def echo_document(doc: object, fmt: str) -> None:
+    """``--format`` for a single document (info, version): compact JSON or a Go template."""
+    if fmt == "json":
+        import json
+
+        click.echo(json.dumps(doc, separators=(",", ":")))
+    else:
+        from moorage.format import format_inspect
+
+        click.echo(format_inspect([doc], fmt), nl=False)
+
+
+def echo_pruned(deleted: Iterable[tuple[str, str]], reclaimed: int) -> None:
+    """Docker's prune report: ``Deleted Images:`` lines, then the space given back."""
+    from moorage.units import human_size
+
+    lines = [f"{kind}: {value}" for kind, value in deleted]
+    if lines:
+        click.echo("Deleted Images:\n" + "\n".join(lines) + "\n")
+    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")

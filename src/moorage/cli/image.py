@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from moorage.cli.common import confirm, engine, error, parse_filters
+from moorage.cli.common import confirm, echo_pruned, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound, Unsupported
 from moorage.format import format_inspect, format_list
 from moorage.units import human_size, parse_time, since
@@ -356,12 +356,7 @@ def prune_cmd(ctx: click.Context, all_unused: bool, force: bool, filters: tuple[
     if not confirm(warning, force):
         return
     events, reclaimed = engine(ctx).images.prune(all_unused=all_unused)
-    if events:
-        click.echo("Deleted Images:")
-        for ev in events:
-            click.echo(f"{ev.kind}: {ev.value}")
-        click.echo()
-    click.echo(f"Total reclaimed space: {human_size(reclaimed)}")
+    echo_pruned(((ev.kind, ev.value) for ev in events), reclaimed)
 
 
 @click.group("image")

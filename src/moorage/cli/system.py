@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 
 import click
 
 from moorage import __version__
-from moorage.cli.common import confirm, engine
-from moorage.format import format_inspect, format_list
+from moorage.cli.common import confirm, echo_document, echo_pruned, engine
+from moorage.format import format_list
 from moorage.units import human_size
 
 API_VERSION = "1.41"
@@ -39,10 +38,7 @@ def version_cmd(fmt: str | None) -> None:
     """Show the moorage version information."""
     doc = _version_doc()
     if fmt:
-        if fmt == "json":
-            click.echo(json.dumps(doc, separators=(",", ":")))
-        else:
-            click.echo(format_inspect([doc], fmt), nl=False)
+        echo_document(doc, fmt)
         return
     for side in ("Client", "Server"):
         d = doc[side]
@@ -67,10 +63,7 @@ def info_cmd(ctx: click.Context, fmt: str | None) -> None:
 
     doc = info(engine(ctx).images)
     if fmt:
-        if fmt == "json":
-            click.echo(json.dumps(doc, separators=(",", ":")))
-        else:
-            click.echo(format_inspect([doc], fmt), nl=False)
+        echo_document(doc, fmt)
         return
     lines = [
         "Server:",
@@ -154,12 +147,7 @@ def system_prune_cmd(
     if not confirm(warning, force):
         return
     report = prune(engine(ctx).images, all_unused=all_unused)
-    if report.deleted:
-        click.echo("Deleted Images:")
-        for kind, value in report.deleted:
-            click.echo(f"{kind}: {value}")
-        click.echo()
-    click.echo(f"Total reclaimed space: {human_size(report.reclaimed)}")
+    echo_pruned(report.deleted, report.reclaimed)
 
 
 @click.command("check")
