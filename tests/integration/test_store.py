@@ -96,7 +96,7 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(
         "moorage.store.metadata.MIGRATIONS", [*MIGRATIONS, "CREATE TABLE x (a); SELEKT broken;"]
     )
-    with pytest.raises(StoreError, match="schema migration 2 failed"):
+    with pytest.raises(StoreError, match=f"schema migration {len(MIGRATIONS) + 1} failed"):
         Metadata(tmp_path / "m.db")
     conn = sqlite3.connect(tmp_path / "m.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 0

@@ -331,14 +331,18 @@ def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str | Non
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format: json or a Go template.")
-@click.option("--type", "kind", type=click.Choice(["image"]), help="Only this kind of object.")
+@click.option(
+    "--type", "kind", type=click.Choice(["container", "image"]), help="Only this kind of object."
+)
 @click.option("-s", "--size", is_flag=True, help="Accepted for compatibility.")
 @click.pass_context
 def inspect_any_cmd(
     ctx: click.Context, names: tuple[str, ...], fmt: str | None, kind: str | None, size: bool
 ) -> None:
-    """Display detailed information on images (and, later, other objects)."""
-    _inspect_images(ctx, names, fmt, "image" if kind == "image" else "object")
+    """Display detailed information on containers or images."""
+    from moorage.cli.container import inspect_containers
+
+    inspect_containers(ctx, names, fmt, kind)
 
 
 @click.command("prune")

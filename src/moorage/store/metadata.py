@@ -71,6 +71,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX containers_image ON containers(image_id);
     """,
+    # 2: what the runtime reports about a container, kept beside its spec.
+    """
+    ALTER TABLE containers ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN conmon_pid INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN exit_code INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN started_at REAL;
+    ALTER TABLE containers ADD COLUMN finished_at REAL;
+    ALTER TABLE containers ADD COLUMN restart_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN oom_killed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE containers ADD COLUMN error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE containers ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -1,0 +1,762 @@
+"""Container commands: run, create, start, stop, restart, kill, rm, ps, logs, wait, inspect,
+rename, pause, unpause, top, exec, cp, diff, export, port, container prune/cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from moorage.cli.common import confirm, engine, error, parse_filters
+from moorage.errors import InvalidArgument, MoorageError, NotFound
+from moorage.format import format_inspect, format_list
+from moorage.units import human_duration, human_size, since
+
+PS_TABLE = (
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+)
+PS_HEADERS = {"ID": "CONTAINER ID", "RunningFor": "CREATED"}
+
+
+def _engine_error(e: MoorageError) -> NoReturn:
+    """run/create/start -a/exec: 125 when the engine failed, 126/127 for the command."""
+    error(str(e))
+    sys.exit(e.exit_code if e.exit_code in (126, 127) else 125)
+
+
+def _service(ctx: click.Context) -> Any:
+    from moorage.engine.containers.service import ContainerService
+
+    eng = engine(ctx)
+    return ContainerService(eng.store, eng.images)
+
+
+# ---- create / run -------------------------------------------------------------------------
+
+
+def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--name", default="", help="Assign a name to the container."),
+        click.option("-e", "--env", multiple=True, help="Set environment variables."),
+        click.option(
+            "--env-file",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="Read in a file of environment variables.",
+        ),
+        click.option("-w", "--workdir", default="", help="Working directory inside the container."),
+        click.option(
+            "-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."
+        ),
+        click.option("--group-add", multiple=True, help="Add additional groups to join."),
+        click.option("-h", "--hostname", default="", help="Container host name."),
+        click.option("-l", "--label", multiple=True, help="Set meta data on a container."),
+        click.option(
+            "--label-file",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="Read in a line delimited file of labels.",
+        ),
+        click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+        click.option(
+            "-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."
+        ),
+        click.option(
+            "--entrypoint", default=None, help="Overwrite the default ENTRYPOINT of the image."
+        ),
+        click.option(
+            "--privileged", is_flag=True, help="Give extended privileges to this container."
+        ),
+        click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
+        click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
+        click.option("--security-opt", multiple=True, help="Security options."),
+        click.option(
+            "--read-only", is_flag=True, help="Mount the container's root filesystem as read only."
+        ),
+        click.option("--tmpfs", multiple=True, help="Mount a tmpfs directory (PATH[:OPTIONS])."),
+        click.option("--init", is_flag=True, help="Run an init inside the container (catatonit)."),
+        click.option("-m", "--memory", default=None, help="Memory limit."),
+        click.option(
+            "--memory-swap",
+            default=None,
+            help="Swap limit equal to memory plus swap: -1 for unlimited.",
+        ),
+        click.option("--cpus", default=None, help="Number of CPUs."),
+        click.option(
+            "-c", "--cpu-shares", type=int, default=0, help="CPU shares (relative weight)."
+        ),
+        click.option(
+            "--pids-limit",
+            type=int,
+            default=0,
+            help="Tune container pids limit (-1 for unlimited).",
+        ),
+        click.option("--ulimit", multiple=True, help="Ulimit options (e.g. nofile=1024:2048)."),
+        click.option("--shm-size", default=None, help="Size of /dev/shm (default 64m)."),
+        click.option("--sysctl", multiple=True, help="Sysctl options (namespaced only)."),
+        click.option("--stop-signal", default=None, help="Signal to stop the container."),
+        click.option(
+            "--stop-timeout",
+            type=int,
+            default=None,
+            help="Timeout (in seconds) to stop a container.",
+        ),
+        click.option(
+            "--network",
+            "--net",
+            "network",
+            default="none",
+            help="Connect a container to a network (none, host).",
+        ),
+        click.option(
+            "--restart",
+            default="no",
+            help="Restart policy: no, on-failure[:N], always, unless-stopped.",
+        ),
+        click.option(
+            "--rm",
+            "auto_remove",
+            is_flag=True,
+            help="Automatically remove the container when it exits.",
+        ),
+        click.option("--log-opt", multiple=True, help="Log driver options (max-size, max-file)."),
+        click.option("--log-driver", default="k8s-file", help="Logging driver (k8s-file)."),
+        click.option(
+            "--runtime", default="runc", help="Runtime to use for this container (runc, crun)."
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
+    from moorage.engine.containers import parse as p
+    from moorage.engine.containers.spec import ContainerSpec, Resources
+
+    if o["log_driver"] not in ("k8s-file", "json-file"):
+        raise InvalidArgument(f"unsupported log driver {o['log_driver']!r}: use k8s-file")
+    memory = p.parse_bytes(o["memory"], "memory") if o["memory"] else 0
+    swap = p.parse_memory_swap(o["memory_swap"]) if o["memory_swap"] else 0
+    tmpfs = dict(p.parse_tmpfs(t) for t in o["tmpfs"])
+    sysctls = dict(p.parse_sysctl(s, network_host=o["network"] == "host") for s in o["sysctl"])
+    security_opt = tuple(_absolute_seccomp(s) for s in o["security_opt"])
+    return ContainerSpec(
+        image=image,
+        name=o["name"],
+        entrypoint=o["entrypoint"],
+        args=command,
+        env=tuple(p.parse_env(o["env"], o["env_file"])),
+        workdir=o["workdir"],
+        user=o["user"],
+        group_add=o["group_add"],
+        hostname=o["hostname"],
+        labels=p.parse_labels(o["label"], o["label_file"]),
+        tty=o["tty"],
+        open_stdin=o["interactive"],
+        privileged=o["privileged"],
+        cap_add=o["cap_add"],
+        cap_drop=o["cap_drop"],
+        security_opt=security_opt,
+        read_only=o["read_only"],
+        tmpfs=tmpfs,
+        init=o["init"],
+        resources=Resources(
+            memory=memory,
+            memory_swap=swap,
+            nano_cpus=p.parse_cpus(o["cpus"]) if o["cpus"] else 0,
+            cpu_shares=o["cpu_shares"],
+            pids_limit=o["pids_limit"],
+        ),
+        ulimits=tuple(p.parse_ulimit(u) for u in o["ulimit"]),
+        shm_size=p.parse_bytes(o["shm_size"], "shm-size") if o["shm_size"] else 64 << 20,
+        sysctls=sysctls,
+        stop_signal=o["stop_signal"],
+        stop_timeout=o["stop_timeout"],
+        network_mode="none" if o["network"] in ("none", "") else o["network"],
+        restart=o["restart"],
+        auto_remove=o["auto_remove"],
+        log_opts=o["log_opt"],
+        runtime=o["runtime"],
+    )
+
+
+def _absolute_seccomp(opt: str) -> str:
+    for sep in ("=", ":"):
+        key, s, value = opt.partition(sep)
+        if s and key == "seccomp" and value != "unconfined":
+            return f"seccomp={os.path.abspath(value)}"
+    return opt
+
+
+@click.command("create", context_settings={"allow_interspersed_args": False})
+@_create_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def create_cmd(ctx: click.Context, /, image: str, command: tuple[str, ...], **o: Any) -> None:
+    """Create a new container."""
+    try:
+        rec = _service(ctx).create(_spec(image, command, o))
+    except MoorageError as e:
+        _engine_error(e)
+    click.echo(rec.id)
+
+
+@click.command("run", context_settings={"allow_interspersed_args": False})
+@_create_options
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run container in background and print container ID."
+)
+@click.option(
+    "-a", "--attach", "attach_streams", multiple=True, help="Attach to STDIN, STDOUT or STDERR."
+)
+@click.option(
+    "--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process."
+)
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run_cmd(
+    ctx: click.Context,
+    /,
+    image: str,
+    command: tuple[str, ...],
+    detach: bool,
+    attach_streams: tuple[str, ...],
+    sig_proxy: bool,
+    **o: Any,
+) -> None:
+    """Create and run a new container from an image."""
+    svc = _service(ctx)
+    try:
+        spec = _spec(image, command, o)
+        rec = svc.create(spec)
+    except MoorageError as e:
+        _engine_error(e)
+    if detach:
+        try:
+            svc.start(rec.id)
+        except MoorageError as e:
+            with contextlib.suppress(MoorageError):
+                if spec.auto_remove:
+                    svc.remove(rec.id, force=True)
+            _engine_error(e)
+        click.echo(rec.id)
+        return
+    sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=attach_streams))
+
+
+def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ...] = ()) -> int:
+    """Start ``rec`` attached to our stdio; returns the container's exit code."""
+    from moorage.engine.containers import attach as att
+    from moorage.store.locks import flocked
+
+    spec = rec.spec
+    lock = svc.run_dir / rec.id / "attached"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    sock_box: list[Any] = []
+    wanted = {s.lower() for s in streams} or {"stdout", "stderr"} | (
+        {"stdin"} if spec.open_stdin else set()
+    )
+
+    def on_created(path: Path) -> None:
+        sock_box.append(att.connect(path))
+
+    with flocked(lock, exclusive=True):
+        try:
+            svc.start(rec.id, attach=on_created)
+        except MoorageError as e:
+            if spec.auto_remove:
+                with contextlib.suppress(MoorageError):
+                    svc.remove(rec.id, force=True)
+            _engine_error(e)
+        sock = sock_box[0]
+        runtime = svc.runtime(rec)
+
+        def send(signum: int) -> None:
+            with contextlib.suppress(MoorageError):
+                runtime.kill(rec.id, signum)
+
+        terminal = (
+            att.raw_terminal(svc.layout(rec.id).winsz) if spec.tty else contextlib.nullcontext()
+        )
+        proxy = att.proxy_signals(send) if sig_proxy and not spec.tty else contextlib.nullcontext()
+        devnull = open(os.devnull, "wb")  # noqa: SIM115
+        with terminal, proxy, devnull:
+            att.relay(
+                sock,
+                stdin=sys.stdin.buffer if "stdin" in wanted and spec.open_stdin else None,
+                stdout=sys.stdout.buffer if "stdout" in wanted else devnull,
+                stderr=sys.stderr.buffer if "stderr" in wanted else devnull,
+            )
+        code = _exit_code(svc, rec)
+        svc.cleanup(rec.id)
+    if spec.auto_remove:
+        with contextlib.suppress(MoorageError):
+            svc.remove(rec.id, force=True)
+    return code
+
+
+def _exit_code(svc: Any, rec: Any) -> int:
+    exit_file = svc.layout(rec.id).exit_file(rec.id)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            return int(exit_file.read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.005)
+    found = svc.find(rec.id)
+    return int(found.exit_code) if found else 125
+
+
+# ---- lifecycle ----------------------------------------------------------------------------
+
+
+@click.command("start")
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def start_cmd(
+    ctx: click.Context, attach: bool, interactive: bool, containers: tuple[str, ...]
+) -> None:
+    """Start one or more stopped containers."""
+    svc = _service(ctx)
+    if attach or interactive:
+        if len(containers) > 1:
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        try:
+            rec = svc.get(containers[0])
+        except MoorageError as e:
+            _engine_error(e)
+        sys.exit(_run_attached(svc, rec, sig_proxy=True))
+    _each(containers, lambda c: svc.start(c))
+
+
+def _each(names: tuple[str, ...], action: Callable[[str], object], echo: bool = True) -> None:
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except MoorageError as e:
+            error(str(e))
+            failed = True
+            continue
+        if echo:
+            click.echo(name)
+    if failed:
+        sys.exit(1)
+
+
+@click.command("stop")
+@click.option(
+    "-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it."
+)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def stop_cmd(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Stop one or more running containers."""
+    svc = _service(ctx)
+    _each(containers, lambda c: svc.stop(c, timeout))
+
+
+@click.command("restart")
+@click.option(
+    "-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it."
+)
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def restart_cmd(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
+    """Restart one or more containers."""
+    svc = _service(ctx)
+
+    def restart(c: str) -> None:
+        svc.stop(c, timeout)
+        svc.start(c)
+
+    _each(containers, restart)
+
+
+@click.command("kill")
+@click.option("-s", "--signal", "sig", default="KILL", help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
+    """Kill one or more running containers."""
+    svc = _service(ctx)
+    _each(containers, lambda c: svc.kill(c, sig))
+
+
+@click.command("rm")
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (none yet).")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
+    """Remove one or more containers."""
+    svc = _service(ctx)
+    _each(containers, lambda c: svc.remove(c, force=force))
+
+
+@click.command("wait")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def wait_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Block until one or more containers stop, then print their exit codes."""
+    svc = _service(ctx)
+    failed = False
+    for c in containers:
+        try:
+            click.echo(svc.wait(c))
+        except MoorageError as e:
+            error(str(e))
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@click.command("pause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def pause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Pause all processes within one or more containers."""
+    svc = _service(ctx)
+    _each(containers, svc.pause)
+
+
+@click.command("unpause")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def unpause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
+    """Unpause all processes within one or more containers."""
+    svc = _service(ctx)
+    _each(containers, svc.unpause)
+
+
+@click.command("rename")
+@click.argument("container")
+@click.argument("new_name")
+@click.pass_context
+def rename_cmd(ctx: click.Context, container: str, new_name: str) -> None:
+    """Rename a container."""
+    _service(ctx).rename(container, new_name)
+
+
+@click.command("cleanup", hidden=True)
+@click.argument("container")
+@click.pass_context
+def cleanup_cmd(ctx: click.Context, container: str) -> None:
+    """Record a container's exit and release its resources (conmon's exit command)."""
+    _service(ctx).cleanup(container)
+
+
+# ---- ps, logs, inspect --------------------------------------------------------------------
+
+
+def _status(rec: Any, now: float) -> str:
+    if rec.state == "running":
+        return "Up " + human_duration(now - (rec.started_at or now))
+    if rec.state == "paused":
+        return "Up " + human_duration(now - (rec.started_at or now)) + " (Paused)"
+    if rec.state == "exited":
+        return f"Exited ({rec.exit_code}) " + since(rec.finished_at or now, now)
+    return str(rec.state).capitalize()
+
+
+def _command_text(svc: Any, rec: Any) -> str:
+    from moorage.engine.containers.ociconfig import process_args
+
+    try:
+        image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
+        return str(" ".join(process_args(rec.spec, image_config)))
+    except MoorageError:
+        return ""
+
+
+def _ps_match(svc: Any, rec: Any, filters: list[tuple[str, str]]) -> bool:
+    import re
+
+    for key, value in filters:
+        if key == "status":
+            if value not in (
+                "created",
+                "restarting",
+                "running",
+                "removing",
+                "paused",
+                "exited",
+                "dead",
+            ):
+                raise InvalidArgument(f"invalid filter 'status={value}'")
+            if rec.state != value:
+                return False
+        elif key == "name":
+            if not re.search(value, rec.name):
+                return False
+        elif key == "id":
+            if not rec.id.startswith(value):
+                return False
+        elif key == "label":
+            k, sep, v = value.partition("=")
+            labels = rec.spec.labels
+            if k not in labels or (sep and labels[k] != v):
+                return False
+        elif key == "ancestor":
+            try:
+                img = svc.images.resolve(value)
+            except MoorageError:
+                return False
+            if str(img.id) != rec.image_id:
+                return False
+        elif key == "exited":
+            if rec.state != "exited" or str(rec.exit_code) != value:
+                return False
+        else:
+            raise InvalidArgument(f"invalid filter '{key}'")
+    return True
+
+
+@click.command("ps")
+@click.option(
+    "-a",
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Show all containers (default shows just running).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers.")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container.")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided."
+)
+@click.option("--format", "fmt", help="Format: table, json, or a Go template.")
+@click.pass_context
+def ps_cmd(
+    ctx: click.Context, show_all: bool, quiet: bool, last: int, latest: bool, size: bool,
+    no_trunc: bool, filters: tuple[str, ...], fmt: str | None,
+) -> None:  # fmt: skip
+    """List containers."""
+    svc = _service(ctx)
+    parsed = parse_filters(filters)
+    if latest:
+        last = 1
+    records = svc.ls()
+    if last >= 0:
+        show_all = True
+    if not show_all and not any(k == "status" for k, _ in parsed):
+        records = [r for r in records if r.running]
+    records = [r for r in records if _ps_match(svc, r, parsed)]
+    if last >= 0:
+        records = records[:last]
+    now = time.time()
+    rows = []
+    for rec in records:
+        cmd = _command_text(svc, rec)
+        quoted = (
+            json.dumps(cmd)
+            if no_trunc
+            else json.dumps(cmd[:19] + "…" if len(cmd) > 20 else cmd, ensure_ascii=False)
+        )
+        row = {
+            "ID": rec.id if no_trunc else rec.short_id,
+            "Image": rec.image_ref,
+            "Command": quoted,
+            "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec.created)),
+            "RunningFor": since(rec.created, now),
+            "Status": _status(rec, now),
+            "State": rec.state,
+            "Ports": "",
+            "Names": rec.name,
+            "Labels": ",".join(f"{k}={v}" for k, v in rec.spec.labels.items()),
+            "Mounts": "",
+            "Networks": rec.spec.network_mode,
+        }
+        if size:
+            from moorage.store.snapshots import dir_usage
+
+            rw = dir_usage(svc.overlay(rec.id) / "diff")
+            row["Size"] = (
+                f"{human_size(rw, 3)} (virtual {human_size(rw + svc.image_of(rec).size, 3)})"
+            )
+        rows.append(row)
+    table = PS_TABLE + ("\t{{.Size}}" if size else "")
+    click.echo(
+        format_list(
+            rows, fmt, default_table=table, quiet=quiet, quiet_field="ID", headers=PS_HEADERS
+        ),
+        nl=False,
+    )
+
+
+@click.command("logs")
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option(
+    "--tail", "-n", "tail", default="all", help="Number of lines to show from the end of the logs."
+)
+@click.option("--since", default=None, help="Show logs since timestamp or relative (e.g. 42m).")
+@click.option("--until", default=None, help="Show logs before a timestamp or relative (e.g. 42m).")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--details", is_flag=True, help="Accepted for compatibility.")
+@click.argument("container")
+@click.pass_context
+def logs_cmd(
+    ctx: click.Context, follow: bool, tail: str, since: str | None, until: str | None,
+    timestamps: bool, details: bool, container: str,
+) -> None:  # fmt: skip
+    """Fetch the logs of a container."""
+    from moorage.engine.containers import logs as lg
+
+    svc = _service(ctx)
+    rec = svc.get(container)
+    now = time.time()
+    t_since = lg.parse_since(since, now) if since else None
+    t_until = lg.parse_until(until, now) if until else None
+    n_tail = lg.parse_tail(tail)
+    path = svc.log_path(rec)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+
+    def emit(entry: Any) -> None:
+        stream = out if entry.stream == "stdout" else err
+        stream.write(lg.render(entry, timestamps=timestamps))
+        stream.flush()
+
+    if not follow:
+        for entry in lg.select(
+            lg.read_entries(lg.log_files(path)), since=t_since, until=t_until, tail=n_tail
+        ):
+            emit(entry)
+        return
+
+    def stopped() -> bool:
+        found = svc.find(rec.id)
+        return found is None or not found.running
+
+    for entry in lg.follow(lambda: lg.log_files(path), stop=stopped, tail=n_tail):
+        if t_since is not None and entry.time < t_since:
+            continue
+        if t_until is not None and entry.time > t_until:
+            break
+        emit(entry)
+
+
+def inspect_containers(
+    ctx: click.Context, names: tuple[str, ...], fmt: str | None, kind: str | None
+) -> None:
+    """``inspect``: containers first, then images (unless --type says which)."""
+    from moorage.engine.containers.service import inspect
+
+    svc = _service(ctx)
+    found: list[Any] = []
+    missing: list[str] = []
+    for name in names:
+        doc = None
+        if kind in (None, "container"):
+            rec = svc.find(name)
+            if rec is not None:
+                doc = inspect(svc, rec)
+        if doc is None and kind in (None, "image"):
+            img = svc.images.find(name)
+            if img is not None:
+                doc = svc.images.inspect(img)
+        if doc is None:
+            missing.append(name)
+        else:
+            found.append(doc)
+    if found or not missing:
+        click.echo(format_inspect(found, fmt), nl=False)
+    what = {"container": "container", "image": "image"}.get(kind or "", "object")
+    for name in missing:
+        error(f"No such {what}: {name}")
+    if missing:
+        sys.exit(1)
+
+
+@click.command("inspect")
+@click.argument("names", nargs=-1, required=True)
+@click.option("-f", "--format", "fmt", help="Format: json or a Go template.")
+@click.option("-s", "--size", is_flag=True, help="Accepted for compatibility.")
+@click.pass_context
+def container_inspect_cmd(
+    ctx: click.Context, names: tuple[str, ...], fmt: str | None, size: bool
+) -> None:
+    """Display detailed information on one or more containers."""
+    inspect_containers(ctx, names, fmt, "container")
+
+
+@click.command("prune")
+@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
+@click.option("--filter", "filters", multiple=True, help="Accepted: until=, label=")
+@click.pass_context
+def container_prune_cmd(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
+    """Remove all stopped containers."""
+    if not confirm("WARNING! This will remove all stopped containers.", force):
+        return
+    removed = _service(ctx).prune()
+    if removed:
+        click.echo("Deleted Containers:\n" + "\n".join(removed) + "\n")
+    click.echo("Total reclaimed space: 0B")
+
+
+@click.command("top")
+@click.argument("container")
+@click.argument("ps_args", nargs=-1)
+@click.pass_context
+def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
+    """Display the running processes of a container."""
+    import subprocess
+
+    svc = _service(ctx)
+    rec = svc.get(container)
+    if not rec.running:
+        raise InvalidArgument(f"Container {rec.id} is not running")
+    pids = svc.runtime(rec).pids(rec.id)
+    args = list(ps_args) or ["-ef"]
+    out = subprocess.run(["ps", *args], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    header = lines[0].split()
+    pid_col = header.index("PID") if "PID" in header else 1
+    keep = {str(p) for p in pids}
+    rows = [ln for ln in lines[1:] if len(ln.split()) > pid_col and ln.split()[pid_col] in keep]
+    from moorage.format import render_table
+
+    n = len(header)
+    table = [ln.split(None, n - 1) for ln in rows]
+    click.echo(render_table(header, table), nl=False)
+
+
+@click.command("port")
+@click.argument("container")
+@click.argument("private_port", required=False)
+@click.pass_context
+def port_cmd(ctx: click.Context, container: str, private_port: str | None) -> None:
+    """List port mappings for the container (none without the bridge network)."""
+    svc = _service(ctx)
+    svc.get(container)
+    if private_port:
+        raise NotFound(f"No public port '{private_port}' published for {container}")
+
+
+@click.group("container")
+def container_group() -> None:
+    """Manage containers."""
+
+
+for _name, _cmd in {
+    "run": run_cmd, "create": create_cmd, "start": start_cmd, "stop": stop_cmd,
+    "restart": restart_cmd, "kill": kill_cmd, "rm": rm_cmd, "wait": wait_cmd, "ps": ps_cmd,
+    "ls": ps_cmd, "list": ps_cmd, "logs": logs_cmd, "inspect": container_inspect_cmd,
+    "rename": rename_cmd, "pause": pause_cmd, "unpause": unpause_cmd, "top": top_cmd,
+    "port": port_cmd, "prune": container_prune_cmd, "cleanup": cleanup_cmd,
+}.items():  # fmt: skip
+    container_group.add_command(_cmd, _name)

@@ -1,0 +1,1 @@
+"""Containers: spec, OCI config, lifecycle through conmon and runc."""

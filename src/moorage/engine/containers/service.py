@@ -1,0 +1,765 @@
+"""The container service: create, start, stop, kill, remove, wait, list and describe
+containers; conmon runs each one, and ``moor container cleanup`` records how it ended."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal as signals
+import sqlite3
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moorage.engine.containers import logs as logmod
+from moorage.engine.containers.names import random_name
+from moorage.engine.containers.ociconfig import Placement, generate, process_args
+from moorage.engine.containers.parse import parse_restart, parse_stop_signal
+from moorage.engine.containers.rootfs import mount_overlay, unmount
+from moorage.engine.containers.spec import ContainerSpec
+from moorage.engine.containers.users import resolve_user
+from moorage.engine.images import ImageRecord, ImageService
+from moorage.errors import (
+    AlreadyExists,
+    Conflict,
+    InvalidArgument,
+    MoorageError,
+    NotFound,
+)
+from moorage.runtime import OCIRuntime, RuntimeFailure, get_runtime
+from moorage.runtime.conmon import ConmonLayout, CreateFailed, spawn
+from moorage.store import Store
+from moorage.store.locks import flocked
+
+INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini")
+
+
+class CommandNotFound(MoorageError):
+    """The container's command does not exist (exit 127, as Docker)."""
+
+    exit_code = 127
+
+
+class CommandNotExecutable(MoorageError):
+    """The container's command cannot be run (exit 126, as Docker)."""
+
+    exit_code = 126
+
+
+@dataclass(frozen=True)
+class ContainerRecord:
+    id: str
+    name: str
+    image_id: str
+    image_ref: str
+    created: float
+    state: str  # created | running | paused | exited | removing
+    spec: ContainerSpec
+    pid: int
+    conmon_pid: int
+    exit_code: int
+    started_at: float | None
+    finished_at: float | None
+    restart_count: int
+    oom_killed: bool
+    error: str
+    stopped_by_user: bool
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("running", "paused")
+
+
+def _record(row: sqlite3.Row) -> ContainerRecord:
+    return ContainerRecord(
+        id=row["id"],
+        name=row["name"],
+        image_id=row["image_id"],
+        image_ref=row["image_ref"],
+        created=row["created"],
+        state=row["state"],
+        spec=ContainerSpec.from_json(json.loads(row["spec"])),
+        pid=row["pid"],
+        conmon_pid=row["conmon_pid"],
+        exit_code=row["exit_code"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        restart_count=row["restart_count"],
+        oom_killed=bool(row["oom_killed"]),
+        error=row["error"],
+        stopped_by_user=bool(row["stopped_by_user"]),
+    )
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ContainerService:
+    def __init__(self, store: Store, images: ImageService) -> None:
+        self.store = store
+        self.images = images
+        self.dir = store.root / "containers"
+        self.run_dir = store.runroot / "containers"
+
+    # ---- paths ---------------------------------------------------------------------------
+
+    def userdata(self, cid: str) -> Path:
+        return self.dir / cid
+
+    def layout(self, cid: str) -> ConmonLayout:
+        return ConmonLayout(
+            bundle=self.userdata(cid),
+            run_dir=self.run_dir / cid,
+            log_path=self.userdata(cid) / "ctr.log",
+        )
+
+    def overlay(self, cid: str) -> Path:
+        return self.store.snapshots.dir / cid
+
+    def rootfs(self, cid: str) -> Path:
+        return self.overlay(cid) / "merged"
+
+    def runtime(self, rec: ContainerRecord) -> OCIRuntime:
+        return get_runtime(rec.spec.runtime, self.store.runroot / "runtime")
+
+    @contextlib.contextmanager
+    def locked(self, cid: str) -> Iterator[None]:
+        (self.run_dir / cid).mkdir(parents=True, exist_ok=True)
+        with flocked(self.run_dir / cid / "lock", exclusive=True):
+            yield
+
+    # ---- lookup --------------------------------------------------------------------------
+
+    def ls(self) -> list[ContainerRecord]:
+        rows = self.store.db.conn.execute("SELECT * FROM containers ORDER BY created DESC")
+        return [self.refresh(_record(r)) for r in rows.fetchall()]
+
+    def find(self, ref: str) -> ContainerRecord | None:
+        conn = self.store.db.conn
+        name = ref.removeprefix("/")
+        row = conn.execute("SELECT * FROM containers WHERE id = ? OR name = ?", (ref, name))
+        found = row.fetchone()
+        if found is None and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = conn.execute(
+                "SELECT * FROM containers WHERE id >= ? AND id < ? LIMIT 2", (ref, ref + "g")
+            ).fetchall()
+            if len(rows) > 1:
+                raise InvalidArgument(f"multiple containers match the id prefix {ref!r}")
+            found = rows[0] if rows else None
+        return self.refresh(_record(found)) if found is not None else None
+
+    def get(self, ref: str) -> ContainerRecord:
+        rec = self.find(ref)
+        if rec is None:
+            raise NotFound(f"No such container: {ref}")
+        return rec
+
+    def _reload(self, cid: str) -> ContainerRecord:
+        row = self.store.db.conn.execute("SELECT * FROM containers WHERE id = ?", (cid,)).fetchone()
+        if row is None:
+            raise NotFound(f"No such container: {cid}")
+        return _record(row)
+
+    def _update(self, cid: str, **fields: Any) -> None:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self.store.db.transaction() as conn:
+            conn.execute(f"UPDATE containers SET {cols} WHERE id = ?", (*fields.values(), cid))
+
+    def refresh(self, rec: ContainerRecord) -> ContainerRecord:
+        """Reconcile the recorded state with what conmon and the runtime say now."""
+        if rec.state not in ("running", "paused", "created") or rec.conmon_pid == 0:
+            return rec
+        layout = self.layout(rec.id)
+        if layout.exit_file(rec.id).exists():
+            self.cleanup(rec.id)
+            return self._reload(rec.id)
+        if rec.state in ("running", "paused") and not _alive(rec.pid):
+            # died without conmon recording it (conmon was killed): ask the runtime
+            st = self.runtime(rec).state(rec.id)
+            if st is None or st.get("status") == "stopped":
+                self._finish(rec.id, 137 if st is None else 0, time.time())
+                return self._reload(rec.id)
+        return rec
+
+    # ---- create --------------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> ContainerRecord:
+        spec.validate()
+        image = self.images.resolve(spec.image)
+        image_config = self.images.config(image).get("config") or {}
+        process_args(spec, image_config)  # fails early with "no command specified"
+        if spec.stop_signal is None and image_config.get("StopSignal"):
+            spec = _replace(spec, stop_signal=image_config["StopSignal"])
+        cid = secrets.token_hex(32)
+        name = spec.name.removeprefix("/") or self._free_name()
+        hostname = spec.hostname or cid[:12]
+        with self.store.adding():
+            overlay = self.overlay(cid)
+            for sub in ("diff", "work", "merged"):
+                (overlay / sub).mkdir(parents=True, exist_ok=True)
+            ud = self.userdata(cid)
+            ud.mkdir(parents=True, exist_ok=True)
+            self._write_etc(ud, hostname, spec.network_mode)
+            try:
+                with self.store.db.transaction() as conn:
+                    conn.execute(
+                        "INSERT INTO containers(id, name, image_id, image_ref, created, state,"
+                        " spec) VALUES (?, ?, ?, ?, ?, 'created', ?)",
+                        (cid, name, str(image.id), spec.image, time.time(),
+                         json.dumps({**spec.to_json(), "hostname": hostname, "name": name})),
+                    )  # fmt: skip
+            except sqlite3.IntegrityError:
+                shutil.rmtree(overlay, ignore_errors=True)
+                shutil.rmtree(ud, ignore_errors=True)
+                holder = self.find(name)
+                raise AlreadyExists(
+                    f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{holder.id if holder else "?"}". You have to remove (or rename) that '
+                    "container to be able to reuse that name."
+                ) from None
+        return self._reload(cid)
+
+    def _free_name(self) -> str:
+        for _ in range(100):
+            name = random_name()
+            if self.find(name) is None:
+                return name
+        return f"{random_name()}_{secrets.token_hex(2)}"
+
+    def _write_etc(self, ud: Path, hostname: str, network_mode: str) -> None:
+        (ud / "hostname").write_text(hostname + "\n")
+        if network_mode == "host":
+            hosts = Path("/etc/hosts").read_text()
+        else:
+            hosts = (
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                "fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\n"
+                "ff02::2\tip6-allrouters\n"
+            )
+        (ud / "hosts").write_text(hosts)
+        try:
+            resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv = ""
+        (ud / "resolv.conf").write_text(resolv)
+
+    # ---- start ---------------------------------------------------------------------------
+
+    def start(self, ref: str, *, attach: Any = None) -> ContainerRecord:
+        """Start a created or exited container. ``attach`` (if given) is called with the
+        attach socket path after conmon created the container and before it runs."""
+        rec = self.get(ref)
+        if rec.state == "running":
+            return rec
+        if rec.state == "paused":
+            raise Conflict(f"cannot start a paused container {rec.name}, try unpause instead")
+        with self.locked(rec.id):
+            rec = self._reload(rec.id)
+            try:
+                self._start_locked(rec, attach)
+            except BaseException:
+                self._teardown_runtime(rec.id)
+                raise
+        return self._reload(rec.id)
+
+    def _start_locked(self, rec: ContainerRecord, attach: Any) -> None:
+        spec = rec.spec
+        image = self.images.get(_digest(rec.image_id))
+        image_config = self.images.config(image).get("config") or {}
+        layers = self.images.layers(image.id)
+        overlay = self.overlay(rec.id)
+        mount_overlay(
+            [self.store.snapshots.diff_dir(d) for d in reversed(layers)],
+            overlay / "diff", overlay / "work", overlay / "merged",
+        )  # fmt: skip
+        rootfs = overlay / "merged"
+        user = spec.user or image_config.get("User") or ""
+        uid, gid, gids, _home = resolve_user(
+            user, lambda p: _read_in_root(rootfs, p), list(spec.group_add)
+        )
+        workdir = spec.workdir or image_config.get("WorkingDir") or "/"
+        _ensure_workdir(rootfs, workdir, uid, gid)
+        ud = self.userdata(rec.id)
+        hostname = (
+            json.loads(
+                self.store.db.conn.execute(
+                    "SELECT spec FROM containers WHERE id = ?", (rec.id,)
+                ).fetchone()["spec"]
+            ).get("hostname")
+            or rec.id[:12]
+        )
+        place = Placement(
+            cid=rec.id,
+            rootfs=rootfs,
+            hostname_file=ud / "hostname",
+            hosts_file=ud / "hosts",
+            resolv_file=ud / "resolv.conf",
+            init_binary=_init_binary() if spec.init else None,
+        )
+        if spec.init and place.init_binary is None:
+            raise NotFound("--init needs catatonit or tini (apt-get install catatonit)")
+        config = generate(
+            spec, image_config, place, hostname=hostname, uid=uid, gid=gid,
+            additional_gids=gids, workdir=workdir,
+        )  # fmt: skip
+        tmp = ud / "config.json.tmp"
+        tmp.write_text(json.dumps(config))
+        os.replace(tmp, ud / "config.json")
+        log_cfg = logmod.parse_log_opts(list(spec.log_opts))
+        runtime = self.runtime(rec)
+        layout = self.layout(rec.id)
+        runtime.delete(rec.id, force=True)  # a leftover from a crash would block the name
+        try:
+            pid, conmon_pid = spawn(
+                runtime, rec.id, rec.name, layout,
+                stdin=spec.open_stdin, tty=spec.tty,
+                exit_command=self._exit_command(rec.id),
+                log_args=logmod.conmon_log_args(log_cfg.max_size),
+            )  # fmt: skip
+        except CreateFailed as e:
+            self._update(rec.id, error=str(e), conmon_pid=0)
+            raise _classify(str(e)) from None
+        logmod.keep_rotated(layout.log_path, log_cfg)
+        self._update(rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="")
+        if attach is not None:
+            attach(layout.attach_socket(rec.id))
+        runtime.start(rec.id)
+        self._update(rec.id, state="running", started_at=time.time(), exit_code=0)
+
+    def _exit_command(self, cid: str) -> list[str]:
+        return [
+            sys.executable, "-m", "moorage",
+            "--root", str(self.store.root), "--runroot", str(self.store.runroot),
+            "container", "cleanup", cid,
+        ]  # fmt: skip
+
+    # ---- exit, cleanup -------------------------------------------------------------------
+
+    def cleanup(self, ref: str) -> None:
+        """Record how the container ended, release its runtime state and rootfs; remove it
+        (``--rm``) or restart it (restart policy). Idempotent; conmon's exit command."""
+        rec = self._find_raw(ref)
+        if rec is None:
+            return
+        with self.locked(rec.id):
+            rec = self._find_raw(rec.id)
+            if rec is None or rec.state not in ("running", "paused", "created"):
+                return
+            exit_file = self.layout(rec.id).exit_file(rec.id)
+            if not exit_file.exists() and (rec.state == "created" or _alive(rec.pid)):
+                return
+            try:
+                code = int(exit_file.read_text().strip() or 0)
+                finished = exit_file.stat().st_mtime
+            except (FileNotFoundError, ValueError):
+                code, finished = 137, time.time()
+            self._finish(rec.id, code, finished)
+            rec = self._reload(rec.id)
+        if rec.spec.auto_remove:
+            self.remove(rec.id, force=True)
+            return
+        if self._should_restart(rec):
+            delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 60.0)
+            if rec.started_at and rec.finished_at and rec.finished_at - rec.started_at > 10:
+                delay = 0.1  # it ran a while: start over with the shortest back-off
+            time.sleep(delay)
+            fresh = self._find_raw(rec.id)
+            if fresh is None or fresh.stopped_by_user or fresh.state != "exited":
+                return
+            self._update(rec.id, restart_count=rec.restart_count + 1)
+            with contextlib.suppress(MoorageError):
+                self.start(rec.id)
+
+    def _find_raw(self, ref: str) -> ContainerRecord | None:
+        row = self.store.db.conn.execute(
+            "SELECT * FROM containers WHERE id = ? OR name = ?", (ref, ref)
+        ).fetchone()
+        return _record(row) if row else None
+
+    def _finish(self, cid: str, code: int, finished: float) -> None:
+        self._teardown_runtime(cid)
+        self._update(cid, state="exited", exit_code=code, finished_at=finished, pid=0)
+
+    def _teardown_runtime(self, cid: str) -> None:
+        rec = self._find_raw(cid)
+        if rec is not None:
+            with contextlib.suppress(MoorageError):
+                self.runtime(rec).delete(cid, force=True)
+        with contextlib.suppress(MoorageError):
+            unmount(self.rootfs(cid))
+
+    def _should_restart(self, rec: ContainerRecord) -> bool:
+        if rec.stopped_by_user:
+            return False
+        policy, maximum = parse_restart(rec.spec.restart)
+        if policy in ("always", "unless-stopped"):
+            return True
+        if policy == "on-failure":
+            return rec.exit_code != 0 and (maximum == 0 or rec.restart_count < maximum)
+        return False
+
+    # ---- signals, stop, remove -----------------------------------------------------------
+
+    def kill(self, ref: str, signal: str | int = "KILL") -> ContainerRecord:
+        rec = self.get(ref)
+        if not rec.running:
+            raise Conflict(f"Cannot kill container: {ref}: Container {rec.id} is not running")
+        sig = signal if isinstance(signal, int) else parse_stop_signal(signal)
+        with contextlib.suppress(RuntimeFailure):
+            self.runtime(rec).kill(rec.id, sig)
+        return rec
+
+    def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
+        rec = self.get(ref)
+        if not rec.running:
+            return rec
+        self._update(rec.id, stopped_by_user=1)
+        if rec.state == "paused":
+            with contextlib.suppress(RuntimeFailure):
+                self.runtime(rec).resume(rec.id)
+        sig = parse_stop_signal(rec.spec.stop_signal or "SIGTERM")
+        grace = timeout if timeout is not None else rec.spec.stop_timeout
+        grace = 10 if grace is None else grace
+        runtime = self.runtime(rec)
+        with contextlib.suppress(RuntimeFailure):
+            runtime.kill(rec.id, sig)
+        if not self._wait_exit(rec, grace):
+            with contextlib.suppress(RuntimeFailure):
+                runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
+            self._wait_exit(rec, 10)
+        self.cleanup(rec.id)
+        return self._reload(rec.id)
+
+    def _wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
+        exit_file = self.layout(rec.id).exit_file(rec.id)
+        deadline = time.monotonic() + max(timeout, 0)
+        while True:
+            if exit_file.exists() or not (_alive(rec.pid) or _alive(rec.conmon_pid)):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+    def wait(self, ref: str) -> int:
+        """Block until the container has exited (a created one: until it ran and exited)."""
+        rec = self.get(ref)
+        while rec.state != "exited":
+            time.sleep(0.02)
+            found = self.find(rec.id)
+            if found is None:  # removed meanwhile (e.g. --rm)
+                return rec.exit_code
+            rec = found
+        return rec.exit_code
+
+    def remove(self, ref: str, *, force: bool = False) -> ContainerRecord:
+        rec = self.get(ref)
+        if rec.running:
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {rec.id}. Stop the container "
+                    "before attempting removal or force remove"
+                )
+            self._update(rec.id, stopped_by_user=1)
+            with contextlib.suppress(RuntimeFailure):
+                self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
+            self._wait_exit(rec, 10)
+        with self.locked(rec.id):
+            self._teardown_runtime(rec.id)
+            if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):
+                # created but never started (e.g. moor was killed mid-start): end its conmon
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(rec.conmon_pid, signals.SIGKILL)
+            with self.store.db.transaction() as conn:
+                conn.execute("DELETE FROM containers WHERE id = ?", (rec.id,))
+            shutil.rmtree(self.overlay(rec.id), ignore_errors=True)
+            shutil.rmtree(self.userdata(rec.id), ignore_errors=True)
+        shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
+        return rec
+
+    def rename(self, ref: str, new_name: str) -> None:
+        rec = self.get(ref)
+        ContainerSpec(image="x", name=new_name).validate()
+        try:
+            with self.store.db.transaction() as conn:
+                conn.execute("UPDATE containers SET name = ? WHERE id = ?", (new_name, rec.id))
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(
+                f'Error when allocating new name: Conflict. The container name "/{new_name}" '
+                "is already in use"
+            ) from None
+
+    def pause(self, ref: str) -> None:
+        rec = self.get(ref)
+        if rec.state != "running":
+            raise Conflict(f"Container {rec.id} is not running")
+        self.runtime(rec).pause(rec.id)
+        self._update(rec.id, state="paused")
+
+    def unpause(self, ref: str) -> None:
+        rec = self.get(ref)
+        if rec.state != "paused":
+            raise Conflict(f"Container {rec.id} is not paused")
+        self.runtime(rec).resume(rec.id)
+        self._update(rec.id, state="running")
+
+    def prune(self) -> list[str]:
+        removed = []
+        for rec in self.ls():
+            if not rec.running:
+                self.remove(rec.id, force=True)
+                removed.append(rec.id)
+        return removed
+
+    def log_path(self, rec: ContainerRecord) -> Path:
+        return self.layout(rec.id).log_path
+
+    def image_of(self, rec: ContainerRecord) -> ImageRecord:
+        return self.images.get(_digest(rec.image_id))
+
+
+def _digest(image_id: str) -> Any:
+    from moorage.oci.digest import Digest
+
+    return Digest.parse(image_id)
+
+
+def _replace(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, **changes)
+
+
+def _init_binary() -> str | None:
+    for p in INIT_BINARIES:
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def _classify(message: str) -> MoorageError:
+    """Docker's exit codes for a command that cannot be run."""
+    low = message.lower()
+    if "executable file not found" in low or "no such file or directory" in low:
+        return CommandNotFound(message)
+    if "permission denied" in low or "is a directory" in low:
+        return CommandNotExecutable(message)
+    return RuntimeFailure(message)
+
+
+def _read_in_root(rootfs: Path, path: str) -> bytes | None:
+    from moorage.engine.containers.fsops import resolve_in_root
+
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = resolve_in_root(root_fd, path)
+        except (NotFound, InvalidArgument):
+            return None
+        try:
+            with open(f"/proc/self/fd/{fd}", "rb") as f:
+                return f.read(1 << 20)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+    finally:
+        os.close(root_fd)
+
+
+def _ensure_workdir(rootfs: Path, workdir: str, uid: int, gid: int) -> None:
+    """Create WORKDIR inside the root if missing (as Docker), refusing one that resolves out."""
+    from moorage.engine.containers.fsops import resolve_in_root
+
+    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = resolve_in_root(root_fd, workdir)
+            os.close(fd)
+            return
+        except NotFound:
+            pass
+        parts = [p for p in workdir.split("/") if p and p != "."]
+        if ".." in parts:
+            raise InvalidArgument(f"working directory {workdir!r} must not contain '..'")
+        cur = os.dup(root_fd)
+        try:
+            for part in parts:
+                try:
+                    nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=cur)
+                except FileNotFoundError:
+                    os.mkdir(part, 0o755, dir_fd=cur)
+                    nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=cur)
+                    os.fchown(nxt, uid, gid)
+                except OSError as e:
+                    raise InvalidArgument(
+                        f"working directory {workdir!r} cannot be used: {e.strerror}"
+                    ) from None
+                os.close(cur)
+                cur = nxt
+        finally:
+            os.close(cur)
+    finally:
+        os.close(root_fd)
+
+
+def _go_time(ts: float | None) -> str:
+    from moorage.units import rfc3339
+
+    return rfc3339(ts) if ts else "0001-01-01T00:00:00Z"
+
+
+def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
+    """Docker's ``container inspect`` JSON shape."""
+    spec = rec.spec
+    image = svc.image_of(rec)
+    image_config = svc.images.config(image).get("config") or {}
+    try:
+        args = process_args(spec, image_config)
+    except MoorageError:
+        args = []
+    hostname = (
+        (svc.userdata(rec.id) / "hostname").read_text().strip()
+        if (svc.userdata(rec.id) / "hostname").exists()
+        else rec.id[:12]
+    )
+    env = merge_env_for_inspect(spec, image_config, hostname)
+    policy, maximum = parse_restart(spec.restart)
+    overlay = svc.overlay(rec.id)
+    layers = [str(svc.store.snapshots.diff_dir(d)) for d in reversed(svc.images.layers(image.id))]
+    entrypoint: list[str] | None
+    if spec.entrypoint is None:
+        entrypoint = image_config.get("Entrypoint")
+    else:
+        entrypoint = [spec.entrypoint] if spec.entrypoint else None
+    cmd = list(spec.args) or (image_config.get("Cmd") if spec.entrypoint is None else None)
+    return {
+        "Id": rec.id,
+        "Created": _go_time(rec.created),
+        "Path": args[0] if args else "",
+        "Args": args[1:],
+        "State": {
+            "Status": rec.state,
+            "Running": rec.state in ("running", "paused"),
+            "Paused": rec.state == "paused",
+            "Restarting": False,
+            "OOMKilled": rec.oom_killed,
+            "Dead": False,
+            "Pid": rec.pid if rec.running else 0,
+            "ExitCode": rec.exit_code,
+            "Error": rec.error,
+            "StartedAt": _go_time(rec.started_at),
+            "FinishedAt": _go_time(rec.finished_at),
+        },
+        "Image": rec.image_id,
+        "ResolvConfPath": str(svc.userdata(rec.id) / "resolv.conf"),
+        "HostnamePath": str(svc.userdata(rec.id) / "hostname"),
+        "HostsPath": str(svc.userdata(rec.id) / "hosts"),
+        "LogPath": str(svc.log_path(rec)),
+        "Name": "/" + rec.name,
+        "RestartCount": rec.restart_count,
+        "Driver": "overlay",
+        "Platform": "linux",
+        "MountLabel": "",
+        "ProcessLabel": "",
+        "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": {
+            "Binds": None,
+            "LogConfig": {"Type": "k8s-file", "Config": _log_config(spec)},
+            "NetworkMode": spec.network_mode,
+            "PortBindings": {},
+            "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},
+            "AutoRemove": spec.auto_remove,
+            "CapAdd": list(spec.cap_add) or None,
+            "CapDrop": list(spec.cap_drop) or None,
+            "GroupAdd": list(spec.group_add) or None,
+            "Init": spec.init,
+            "Privileged": spec.privileged,
+            "ReadonlyRootfs": spec.read_only,
+            "SecurityOpt": list(spec.security_opt) or None,
+            "Tmpfs": dict(spec.tmpfs) or None,
+            "ShmSize": spec.shm_size,
+            "Sysctls": dict(spec.sysctls) or None,
+            "Runtime": spec.runtime,
+            "Memory": spec.resources.memory,
+            "MemorySwap": spec.resources.memory_swap,
+            "NanoCpus": spec.resources.nano_cpus,
+            "CpuShares": spec.resources.cpu_shares,
+            "PidsLimit": spec.resources.pids_limit or None,
+            "Ulimits": [{"Name": n, "Soft": s, "Hard": h} for n, s, h in spec.ulimits] or None,
+        },
+        "GraphDriver": {
+            "Data": {
+                "LowerDir": ":".join(layers),
+                "MergedDir": str(overlay / "merged"),
+                "UpperDir": str(overlay / "diff"),
+                "WorkDir": str(overlay / "work"),
+            },
+            "Name": "overlay",
+        },
+        "Mounts": [],
+        "Config": {
+            "Hostname": hostname,
+            "Domainname": "",
+            "User": spec.user or image_config.get("User", ""),
+            "AttachStdin": spec.open_stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "ExposedPorts": image_config.get("ExposedPorts"),
+            "Tty": spec.tty,
+            "OpenStdin": spec.open_stdin,
+            "StdinOnce": spec.open_stdin,
+            "Env": env,
+            "Cmd": cmd,
+            "Image": rec.image_ref,
+            "Volumes": image_config.get("Volumes"),
+            "WorkingDir": spec.workdir or image_config.get("WorkingDir", ""),
+            "Entrypoint": entrypoint,
+            "OnBuild": None,
+            "Labels": {**(image_config.get("Labels") or {}), **spec.labels},
+            "StopSignal": spec.stop_signal or "SIGTERM",
+            **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
+        },
+        "NetworkSettings": {
+            "Bridge": "",
+            "SandboxID": "",
+            "Ports": {},
+            "IPAddress": "",
+            "Networks": {spec.network_mode: {}},
+        },
+    }
+
+
+def merge_env_for_inspect(
+    spec: ContainerSpec, image_config: dict[str, Any], hostname: str
+) -> list[str]:
+    from moorage.engine.containers.ociconfig import environment
+
+    return environment(spec, image_config, hostname)
+
+
+def _log_config(spec: ContainerSpec) -> dict[str, str]:
+    out = {}
+    for opt in spec.log_opts:
+        k, _, v = opt.partition("=")
+        out[k] = v
+    return out

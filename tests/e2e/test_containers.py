@@ -1,0 +1,226 @@
+"""Containers through the real moor, conmon, runc and overlayfs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Moor
+
+
+def _mounts() -> int:
+    return sum(1 for line in open("/proc/mounts") if " overlay " in line)
+
+
+def test_run_foreground_output_and_exit_code(moor: Moor, bb: str) -> None:
+    r = moor("run", "--rm", "bb:1", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+    assert moor("ps", "-aq").stdout == ""
+
+
+def test_run_detached_ps_inspect_logs_stop_rm(moor: Moor, bb: str) -> None:
+    before = _mounts()
+    cid = moor(
+        "run", "-d", "--name", "web", "bb:1", "sh", "-c", "echo hi; exec sleep 60"
+    ).stdout.strip()
+    assert len(cid) == 64
+    out = moor("ps").stdout.splitlines()
+    assert out[0].split()[:2] == ["CONTAINER", "ID"] and out[1].startswith(cid[:12])
+    assert out[1].rstrip().endswith("web") and "Up " in out[1]
+    doc = json.loads(moor("inspect", "web").stdout)[0]
+    assert doc["Id"] == cid and doc["Name"] == "/web" and doc["State"]["Running"] is True
+    assert doc["State"]["Pid"] > 0 and doc["Path"] == "sh"
+    assert doc["Config"]["Image"] == "bb:1" and doc["Image"] == bb
+    deadline = time.time() + 5
+    while "hi" not in moor("logs", "web").stdout and time.time() < deadline:
+        time.sleep(0.05)
+    assert moor("logs", "web").stdout == "hi\n"
+    assert moor("logs", "-t", "web").stdout.split(" ", 1)[1] == "hi\n"
+    assert _mounts() == before + 1
+    r = moor("rm", "web", check=False)
+    assert r.returncode == 1 and "cannot remove a running container" in r.stderr
+    assert moor("stop", "-t", "1", "web").stdout == "web\n"
+    assert (
+        moor("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", "web").stdout
+        == "exited 137\n"
+    )
+    assert moor("ps", "-q").stdout == ""
+    assert moor("ps", "-aq").stdout.strip() == cid[:12]
+    assert _mounts() == before
+    moor("rm", "web")
+    assert moor("ps", "-aq").stdout == ""
+    assert not (moor.root / "overlay" / cid).exists()
+    assert not (moor.root / "containers" / cid).exists()
+
+
+def test_exit_codes_125_126_127(moor: Moor, bb: str) -> None:
+    r = moor("run", "--rm", "bb:1", "nope", check=False)
+    assert r.returncode == 127 and 'exec: "nope": executable file not found' in r.stderr
+    r = moor("run", "--rm", "bb:1", "/etc/passwd", check=False)
+    assert r.returncode == 126 and "permission denied" in r.stderr
+    r = moor("run", "--rm", "nosuch:1", "true", check=False)
+    assert r.returncode == 125 and "No such image: nosuch:1" in r.stderr
+    r = moor("run", "--rm", "--memory", "1x", "bb:1", "true", check=False)
+    assert r.returncode == 125 and "invalid size: '1x'" in r.stderr
+    r = moor("run", "--rm", "--cap-add", "BOGUS", "bb:1", "true", check=False)
+    assert r.returncode == 125 and "unknown capability" in r.stderr
+    assert moor("ps", "-aq").stdout == ""
+
+
+def test_name_conflict_names_the_holder(moor: Moor, bb: str) -> None:
+    cid = moor("create", "--name", "dup", "bb:1", "true").stdout.strip()
+    r = moor("run", "--name", "dup", "bb:1", "true", check=False)
+    assert r.returncode == 125
+    assert f'The container name "/dup" is already in use by container "{cid}"' in r.stderr
+    moor("rm", "dup")
+
+
+def test_stdin_and_create_start_attach(moor: Moor, bb: str) -> None:
+    r = moor("run", "--rm", "-i", "bb:1", "sh", "-c", "tr a-z A-Z", input=b"piped input\n")
+    assert r.stdout == "PIPED INPUT\n"
+    moor("create", "--name", "c1", "bb:1", "sh", "-c", "echo started; exit 4")
+    assert moor("ps", "-a", "--format", "{{.Status}}").stdout == "Created\n"
+    r = moor("start", "-a", "c1", check=False)
+    assert (r.returncode, r.stdout) == (4, "started\n")
+    assert moor("wait", "c1").stdout == "4\n"
+    moor("rm", "c1")
+
+
+def test_env_user_workdir_hostname(moor: Moor, bb: str) -> None:
+    out = moor(
+        "run", "--rm", "-e", "A=1", "-u", "app", "-w", "/tmp/work", "-h", "box",
+        "bb:1", "sh", "-c", "echo $A $(id -u):$(id -g) $(pwd) $(hostname)",
+    ).stdout  # fmt: skip
+    assert out == "1 1000:1000 /tmp/work box\n"
+    out = moor("run", "--rm", "--entrypoint", "echo", "bb:1", "a", "b").stdout
+    assert out == "a b\n"
+    r = moor("run", "--rm", "-u", "ghost", "bb:1", "true", check=False)
+    assert r.returncode == 125 and "unable to find user ghost" in r.stderr
+
+
+def test_hardening(moor: Moor, bb: str) -> None:
+    script = (
+        "mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED; "
+        "unshare -U true 2>/dev/null && echo UNSHARED; "
+        "echo x > /proc/sys/kernel/hostname 2>/dev/null && echo WROTE; "
+        "cat /proc/keys 2>/dev/null | wc -c; "
+        "ls /proc | grep -c '^[0-9]'; "
+        "grep CapEff /proc/self/status"
+    )
+    out = moor("run", "--rm", "bb:1", "sh", "-c", script).stdout.split("\n")
+    assert "MOUNTED" not in out and "UNSHARED" not in out and "WROTE" not in out
+    assert out[0] == "0"  # /proc/keys masked
+    assert int(out[1]) <= 3  # only the container's own processes
+    assert out[2].split()[1] == "00000000a80425fb"  # Docker's default capability set
+    out = moor(
+        "run", "--rm", "--privileged", "bb:1", "sh", "-c", "mount -t tmpfs none /tmp && echo ok"
+    ).stdout
+    assert out == "ok\n"
+
+
+def test_no_fd_leaks_into_the_container(moor: Moor, bb: str) -> None:
+    out = moor("run", "--rm", "bb:1", "ls", "/proc/self/fd").stdout.split()
+    assert sorted(out, key=int) == ["0", "1", "2", "3"]  # 3 is ls's own directory fd
+
+
+def test_read_only_tmpfs_and_limits(moor: Moor, bb: str) -> None:
+    script = "touch /x 2>/dev/null || echo ro; touch /scratch/y && echo tmp"
+    r = moor("run", "--rm", "--read-only", "--tmpfs", "/scratch", "bb:1", "sh", "-c", script)
+    assert r.stdout == "ro\ntmp\n"
+    out = moor("run", "--rm", "-m", "64m", "--pids-limit", "50", "bb:1", "sh", "-c",
+               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null "
+               "|| cat /sys/fs/cgroup/memory.max").stdout  # fmt: skip
+    assert out.strip() == str(64 << 20)
+
+
+def test_kill_signal_and_restart_policy(moor: Moor, bb: str) -> None:
+    moor(
+        "run",
+        "-d",
+        "--name",
+        "kk",
+        "bb:1",
+        "sh",
+        "-c",
+        "trap 'exit 7' USR1; while true; do sleep 0.1; done",
+    )
+    time.sleep(0.3)
+    assert moor("kill", "-s", "USR1", "kk").stdout == "kk\n"
+    assert moor("wait", "kk").stdout == "7\n"
+    moor("rm", "kk")
+    moor("run", "-d", "--name", "rr", "--restart", "on-failure:2", "bb:1", "sh", "-c", "exit 1")
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        doc = json.loads(moor("inspect", "rr").stdout)[0]
+        if doc["RestartCount"] == 2 and doc["State"]["Status"] == "exited":
+            break
+        time.sleep(0.2)
+    assert doc["RestartCount"] == 2 and doc["State"]["ExitCode"] == 1
+    moor("rm", "-f", "rr")
+
+
+def test_ps_filters_and_formats(moor: Moor, bb: str) -> None:
+    moor("run", "--name", "aa", "-l", "tier=web", "bb:1", "true")
+    moor("run", "--name", "bb", "bb:1", "sh", "-c", "exit 2", check=False)
+    fmt = "{{.Names}}"
+    assert moor("ps", "-a", "-f", "label=tier=web", "--format", fmt).stdout == "aa\n"
+    assert moor("ps", "-a", "-f", "exited=2", "--format", fmt).stdout == "bb\n"
+    assert moor("ps", "-a", "-f", "name=^aa$", "--format", fmt).stdout == "aa\n"
+    assert moor("ps", "-a", "-f", "ancestor=bb:1", "-q").stdout.count("\n") == 2
+    assert moor("ps", "-l", "--format", fmt).stdout == "bb\n"
+    assert moor("container", "prune", "-f").stdout.startswith("Deleted Containers:")
+    assert moor("ps", "-aq").stdout == ""
+
+
+def test_rmi_refuses_while_a_container_uses_it(moor: Moor, bb: str) -> None:
+    moor("create", "--name", "user", "bb:1", "true")
+    r = moor("rmi", "bb:1", check=False)
+    assert r.returncode == 1 and "is using its referenced image" in r.stderr
+    moor("rm", "user")
+    moor("rmi", "bb:1")
+
+
+def test_kill_9_of_conmon_then_rm_f_cleans_up(moor: Moor, bb: str) -> None:
+    before = _mounts()
+    cid = moor("run", "-d", "bb:1", "sleep", "60").stdout.strip()
+    conmon_pid = int((moor.runroot / "containers" / cid / "conmon.pid").read_text())
+    os.kill(conmon_pid, signal.SIGKILL)
+    time.sleep(0.2)
+    assert moor("inspect", "-f", "{{.State.Status}}", cid).stdout == "running\n"
+    moor("rm", "-f", cid)
+    assert moor("ps", "-aq").stdout == ""
+    assert _mounts() == before
+    assert subprocess.run(["pgrep", "-f", "--", f"-c {cid}"], capture_output=True).returncode == 1
+
+
+def test_twenty_parallel_detached_runs(moor: Moor, bb: str) -> None:
+    procs = [moor.popen("run", "-d", "bb:1", "sleep", "30", stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE) for _ in range(20)]  # fmt: skip
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+        ids.append(out.decode().strip())
+    names = moor("ps", "--format", "{{.Names}}").stdout.split()
+    assert len(set(ids)) == 20 and len(set(names)) == 20
+    moor("rm", "-f", *ids)
+    assert moor("ps", "-aq").stdout == ""
+
+
+@pytest.mark.parametrize("workdir", ["/../../../etc", "/a/../../b"])
+def test_workdir_stays_inside_the_root(moor: Moor, bb: str, workdir: str) -> None:
+    out = moor("run", "--rm", "-w", workdir, "bb:1", "pwd", check=False)
+    # resolved inside the container's root, never on the host
+    assert out.returncode in (0, 125)
+    assert not Path("/b").exists()
+
+
+def test_single_character_names_are_refused_as_docker_does(moor: Moor, bb: str) -> None:
+    r = moor("create", "--name", "a", "bb:1", check=False)
+    assert r.returncode == 125 and "Invalid container name (a)" in r.stderr
