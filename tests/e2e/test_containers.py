@@ -15,7 +15,8 @@ from tests.conftest import Moor
 
 
 def _mounts() -> int:
-    return sum(1 for line in open("/proc/mounts") if " overlay " in line)
+    with open("/proc/mounts") as f:
+        return sum(1 for line in f if " overlay " in line)
 
 
 def test_run_foreground_output_and_exit_code(moor: Moor, bb: str) -> None:
@@ -224,3 +225,41 @@ def test_workdir_stays_inside_the_root(moor: Moor, bb: str, workdir: str) -> Non
 def test_single_character_names_are_refused_as_docker_does(moor: Moor, bb: str) -> None:
     r = moor("create", "--name", "a", "bb:1", check=False)
     assert r.returncode == 125 and "Invalid container name (a)" in r.stderr
+
+
+def test_exec_cp_diff_export(moor: Moor, bb: str, tmp_path: Path) -> None:
+    before = _mounts()
+    moor("run", "-d", "--name", "box", "bb:1", "sleep", "60")
+    assert moor("exec", "box", "sh", "-c", "echo $(id -u) $(pwd)").stdout == "0 /\n"
+    out = moor(
+        "exec", "-u", "app", "-w", "/tmp", "-e", "X=5", "box", "sh", "-c", "echo $X $(id -u) $(pwd)"
+    )
+    assert out.stdout == "5 1000 /tmp\n"
+    r = moor("exec", "box", "nope", check=False)
+    assert r.returncode == 127 and "executable file not found" in r.stderr
+    assert moor("exec", "box", "sh", "-c", "exit 9", check=False).returncode == 9
+    assert moor("exec", "-i", "box", "cat", input=b"through\n").stdout == "through\n"
+    moor("exec", "-d", "box", "sh", "-c", "echo bg > /tmp/bg")
+    (tmp_path / "hostfile").write_text("hi\n")
+    moor("cp", str(tmp_path / "hostfile"), "box:/tmp/")
+    assert moor("exec", "box", "cat", "/tmp/hostfile").stdout == "hi\n"
+    moor("cp", "box:/etc/passwd", str(tmp_path / "pw"))
+    assert (tmp_path / "pw").read_text().startswith("root:x:0:0")
+    moor("exec", "box", "rm", "/bin/vi")
+    assert moor("diff", "box").stdout.splitlines() == [
+        "C /bin", "D /bin/vi", "C /tmp", "A /tmp/bg", "A /tmp/hostfile",
+    ]  # fmt: skip
+    moor("stop", "-t", "0", "box")
+    # a stopped container's files are reachable too (mounted for the copy, then unmounted)
+    moor("cp", "box:/tmp/hostfile", str(tmp_path / "back"))
+    assert (tmp_path / "back").read_text() == "hi\n"
+    names = (
+        subprocess.run(
+            ["tar", "-t"], input=moor("export", "box").stdout_bytes, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split()
+    )
+    assert "bin/busybox" in names and "tmp/hostfile" in names and "bin/vi" not in names
+    moor("rm", "box")
+    assert _mounts() == before

@@ -747,6 +747,178 @@ def port_cmd(ctx: click.Context, container: str, private_port: str | None) -> No
         raise NotFound(f"No public port '{private_port}' published for {container}")
 
 
+@click.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run command in the background.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option(
+    "-u", "--user", default="", help="Username or UID (format: <name|uid>[:<group|gid>])."
+)
+@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_cmd(
+    ctx: click.Context,
+    /,
+    container: str,
+    command: tuple[str, ...],
+    interactive: bool,
+    tty: bool,
+    detach: bool,
+    env: tuple[str, ...],
+    user: str,
+    workdir: str,
+) -> None:
+    """Execute a command in a running container."""
+    import subprocess
+    import tempfile
+
+    from moorage.engine.containers.parse import parse_env
+    from moorage.engine.containers.service import exec_process
+
+    svc = _service(ctx)
+    try:
+        rec = svc.get(container)
+        if tty and not detach and not sys.stdin.isatty():
+            raise InvalidArgument("the input device is not a TTY")
+        process = exec_process(
+            svc, rec, list(command), env=parse_env(env, []), user=user, workdir=workdir,
+            tty=tty and not detach,
+        )  # fmt: skip
+    except MoorageError as e:
+        _engine_error(e)
+    runtime = svc.runtime(rec)
+    with tempfile.NamedTemporaryFile("w", dir=svc.run_dir / rec.id, suffix=".json") as f:
+        json.dump(process, f)
+        f.flush()
+        argv = [runtime.path, *runtime.global_args(), "exec", "--process", f.name]
+        if detach:
+            argv.append("--detach")
+        elif tty:
+            argv.append("--tty")
+        argv.append(rec.id)
+        stdin = None if interactive or tty else subprocess.DEVNULL
+        if detach:
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, check=False)  # fmt: skip
+            if p.returncode != 0:
+                error(p.stderr.decode(errors="replace").strip())
+                sys.exit(126)
+            return
+        proc = subprocess.Popen(argv, stdin=stdin)
+        with contextlib.suppress(KeyboardInterrupt):
+            proc.wait()
+        sys.exit(proc.wait())
+
+
+def _split_container_path(arg: str) -> tuple[str | None, str]:
+    """``CONTAINER:PATH`` or a local path (a path with a slash before any colon is local)."""
+    if arg.startswith(("/", ".")) or ":" not in arg:
+        return None, arg
+    name, _, path = arg.partition(":")
+    return name, path
+
+
+@click.command("cp")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.option("-q", "--quiet", is_flag=True, help="Accepted for compatibility.")
+@click.argument("src")
+@click.argument("dest")
+@click.pass_context
+def cp_cmd(
+    ctx: click.Context, archive: bool, follow_link: bool, quiet: bool, src: str, dest: str
+) -> None:
+    """Copy files/folders between a container and the local filesystem (- for a tar stream)."""
+    import io
+    import tempfile
+
+    from moorage.engine.containers import fsops
+    from moorage.engine.containers.service import mounted_root
+
+    svc = _service(ctx)
+    src_ctr, src_path = _split_container_path(src)
+    dest_ctr, dest_path = _split_container_path(dest)
+    if (src_ctr is None) == (dest_ctr is None):
+        raise InvalidArgument("copying between containers or between local paths is not supported: "
+                              "one of SRC and DEST must be CONTAINER:PATH")  # fmt: skip
+    if src_ctr is not None:
+        rec = svc.get(src_ctr)
+        with mounted_root(svc, rec) as root:
+            if dest_path == "-":
+                fsops.copy_from_container(root, src_path, sys.stdout.buffer)
+                return
+            with tempfile.TemporaryFile() as buf:
+                st = fsops.copy_from_container(root, src_path, buf)
+                buf.seek(0)
+                is_dir = bool(st["mode"] & (1 << 31))
+                host_target, rename = fsops.host_destination(
+                    dest_path, src_is_dir=is_dir, src_ends_with_dot=src_path.endswith("/.")
+                )
+                fsops.tar_to_host(buf, host_target, rename_to=rename)
+        return
+    assert dest_ctr is not None
+    rec = svc.get(dest_ctr)
+    with mounted_root(svc, rec) as root:
+        if src_path == "-":
+            fsops.copy_to_container(root, dest_path, sys.stdin.buffer, copy_uid_gid=archive)
+            return
+        if not os.path.lexists(src_path):
+            raise NotFound(f"stat {src_path}: no such file or directory")
+        is_dir = os.path.isdir(src_path)
+        target, rename = fsops.container_destination(
+            root, dest_path, src_is_dir=is_dir, src_ends_with_dot=src_path.endswith("/.")
+        )
+        data = io.BytesIO()
+        fsops.host_to_tar(src_path, data, follow_link=follow_link, rename_to=rename)
+        data.seek(0)
+        fsops.copy_to_container(root, target, data, copy_uid_gid=archive)
+
+
+@click.command("diff")
+@click.argument("container")
+@click.pass_context
+def diff_cmd(ctx: click.Context, container: str) -> None:
+    """Inspect changes to files or directories on a container's filesystem."""
+    from moorage.engine.containers.service import container_diff
+
+    svc = _service(ctx)
+    for kind, path in container_diff(svc, svc.get(container)):
+        click.echo(f"{kind} {path}")
+
+
+@click.command("export")
+@click.option("-o", "--output", help="Write to a file, instead of STDOUT.")
+@click.argument("container")
+@click.pass_context
+def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
+    """Export a container's filesystem as a tar archive."""
+    from moorage.engine.containers import fsops
+    from moorage.engine.containers.service import mounted_root
+
+    svc = _service(ctx)
+    rec = svc.get(container)
+    if output is None and sys.stdout.isatty():
+        raise InvalidArgument(
+            "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+        )
+    with mounted_root(svc, rec) as root:
+        if output is None:
+            fsops.export_rootfs(root, sys.stdout.buffer)
+            return
+        tmp = output + ".moor-tmp"
+        try:
+            with open(tmp, "wb") as f:
+                fsops.export_rootfs(root, f)
+            os.replace(tmp, output)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
 @click.group("container")
 def container_group() -> None:
     """Manage containers."""
@@ -758,5 +930,6 @@ for _name, _cmd in {
     "ls": ps_cmd, "list": ps_cmd, "logs": logs_cmd, "inspect": container_inspect_cmd,
     "rename": rename_cmd, "pause": pause_cmd, "unpause": unpause_cmd, "top": top_cmd,
     "port": port_cmd, "prune": container_prune_cmd, "cleanup": cleanup_cmd,
+    "exec": exec_cmd, "cp": cp_cmd, "diff": diff_cmd, "export": export_cmd,
 }.items():  # fmt: skip
     container_group.add_command(_cmd, _name)

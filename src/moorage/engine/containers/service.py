@@ -763,3 +763,126 @@ def _log_config(spec: ContainerSpec) -> dict[str, str]:
         k, _, v = opt.partition("=")
         out[k] = v
     return out
+
+
+@contextlib.contextmanager
+def mounted_root(svc: ContainerService, rec: ContainerRecord) -> Iterator[Path]:
+    """The container's merged root: its live mount, or one made for the duration."""
+    root = svc.rootfs(rec.id)
+    if rec.running:
+        yield root
+        return
+    with svc.locked(rec.id):
+        image = svc.image_of(rec)
+        layers = svc.images.layers(image.id)
+        overlay = svc.overlay(rec.id)
+        mount_overlay(
+            [svc.store.snapshots.diff_dir(d) for d in reversed(layers)],
+            overlay / "diff", overlay / "work", overlay / "merged",
+        )  # fmt: skip
+        try:
+            yield root
+        finally:
+            unmount(root)
+
+
+def exec_process(
+    svc: ContainerService,
+    rec: ContainerRecord,
+    args: list[str],
+    *,
+    env: list[str],
+    user: str,
+    workdir: str,
+    tty: bool,
+) -> dict[str, Any]:
+    """The OCI process for ``exec``: the container's own process, with these changes."""
+    if not rec.running:
+        raise Conflict(f"Container {rec.id} is not running")
+    if rec.state == "paused":
+        raise Conflict(f"Container {rec.id} is paused, unpause the container before exec")
+    config = json.loads((svc.userdata(rec.id) / "config.json").read_text())
+    process: dict[str, Any] = dict(config["process"])
+    root = svc.rootfs(rec.id)
+    if user:
+        uid, gid, gids, _ = resolve_user(user, lambda p: _read_in_root(root, p))
+        process["user"] = {"uid": uid, "gid": gid, "additionalGids": gids}
+    if workdir:
+        process["cwd"] = workdir
+    process["terminal"] = tty
+    base = [e for e in process.get("env", []) if e.split("=", 1)[0] not in {
+        v.split("=", 1)[0] for v in env
+    }]  # fmt: skip
+    process["env"] = base + env
+    _check_executable(root, args[0], process["env"], process.get("cwd", "/"))
+    process["args"] = args
+    return process
+
+
+def _check_executable(root: Path, command: str, env: list[str], cwd: str) -> None:
+    """Docker's 126/127 for exec, decided before runc is asked (its errors reach the tty)."""
+    from moorage.engine.containers.fsops import resolve_in_root
+
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/bin:/bin")
+    candidates = [command] if "/" in command else [f"{d}/{command}" for d in path.split(":") if d]
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for cand in candidates:
+            full = cand if cand.startswith("/") else f"{cwd.rstrip('/')}/{cand}"
+            try:
+                fd = resolve_in_root(root_fd, full)
+            except (NotFound, InvalidArgument):
+                continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+            import stat as stmod
+
+            if stmod.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+                return
+            if "/" in command:
+                raise CommandNotExecutable(
+                    f'exec failed: unable to start container process: exec: "{command}": '
+                    "permission denied"
+                )
+    finally:
+        os.close(root_fd)
+    raise CommandNotFound(
+        f'exec failed: unable to start container process: exec: "{command}": '
+        + ("no such file or directory" if "/" in command else "executable file not found in $PATH")
+    )
+
+
+_RUNTIME_MOUNTPOINTS = (
+    "/dev", "/proc", "/sys", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf",
+    "/run/moorage-init",
+)  # fmt: skip
+
+
+def container_diff(svc: ContainerService, rec: ContainerRecord) -> list[tuple[str, str]]:
+    """``docker diff``: the container's changes, without the mount points the runtime made
+    for it (Docker keeps those in a hidden init layer)."""
+    from moorage.engine.containers import fsops
+
+    layers = svc.images.layers(svc.image_of(rec).id)
+    lower = [svc.store.snapshots.diff_dir(d) for d in reversed(layers)]
+    changes = fsops.diff(svc.overlay(rec.id) / "diff", lower)
+    hidden = set(_RUNTIME_MOUNTPOINTS) | set(rec.spec.tmpfs)
+    kept = [
+        (kind, path)
+        for kind, path in changes
+        if not (kind == "A" and (path in hidden or any(path.startswith(h + "/") for h in hidden)))
+    ]
+    paths = [p for _, p in kept]
+    return [
+        (kind, path)
+        for kind, path in kept
+        if kind != "C"
+        or any(p.startswith(path.rstrip("/") + "/") for p in paths)
+        or not _is_dir(svc.overlay(rec.id) / "diff" / path.lstrip("/"))
+    ]
+
+
+def _is_dir(p: Path) -> bool:
+    return p.is_dir() and not p.is_symlink()
