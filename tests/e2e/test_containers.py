@@ -263,3 +263,59 @@ def test_exec_cp_diff_export(moor: Moor, bb: str, tmp_path: Path) -> None:
     assert "bin/busybox" in names and "tmp/hostfile" in names and "bin/vi" not in names
     moor("rm", "box")
     assert _mounts() == before
+
+
+def test_commit_and_update(moor: Moor, bb: str) -> None:
+    moor("run", "-d", "--name", "cm", "bb:1", "sleep", "60")
+    moor("exec", "cm", "sh", "-c", "echo committed > /data.txt; rm /bin/vi")
+    iid = moor("commit", "-m", "add data", "-c", 'CMD ["cat","/data.txt"]', "cm", "snap:1").stdout
+    assert iid.startswith("sha256:")
+    assert moor("run", "--rm", "snap:1").stdout == "committed\n"
+    r = moor("run", "--rm", "snap:1", "ls", "/bin/vi", check=False)
+    assert r.returncode == 1  # the deletion was committed as a whiteout
+    hist = moor("history", "--format", "{{.Comment}}", "snap:1").stdout.splitlines()
+    assert hist[0] == "add data"
+    assert moor("inspect", "-f", "{{.State.Status}}", "cm").stdout == "running\n"  # unpaused
+    moor("update", "-m", "128m", "--pids-limit", "30", "cm")
+    out = moor("exec", "cm", "cat", "/sys/fs/cgroup/pids/pids.max").stdout
+    assert out == "30\n"
+    assert moor("inspect", "-f", "{{.HostConfig.Memory}}", "cm").stdout == f"{128 << 20}\n"
+    moor("rm", "-f", "cm")
+
+
+def test_escape_attempts_fail(moor: Moor, bb: str) -> None:
+    script = (
+        # overwrite the runtime binary through /proc/self/exe (CVE-2019-5736 style)
+        "echo pwned > /proc/self/exe 2>/dev/null && echo EXE; "
+        "insmod /nonexistent.ko 2>/dev/null; "
+        "grep -q init_module /proc/kallsyms 2>/dev/null; "
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; "
+        "echo 1 > /proc/sysrq-trigger 2>/dev/null && echo SYSRQ; "
+        "mknod /tmp/sda b 8 0 2>/dev/null && head -c1 /tmp/sda >/dev/null 2>&1 && echo DISK; "
+        "true"
+    )
+    lines = moor("run", "--rm", "bb:1", "sh", "-c", script).stdout.splitlines()
+    assert lines[0].startswith("sh -c")  # pid 1 is the container's own shell
+    assert not {"EXE", "SYSRQ", "DISK"} & set(lines[1:])
+    # the host's processes are invisible
+    r = moor("run", "--rm", "bb:1", "sh", "-c", "ls /proc | grep -c '^[0-9]'").stdout
+    assert int(r) <= 3
+
+
+def test_kill_9_of_moor_mid_start_and_of_runc(moor: Moor, bb: str) -> None:
+    before = _mounts()
+    for delay in (0.05, 0.1, 0.2):
+        p = moor.popen("run", "-d", "--name", f"mid{int(delay * 100)}", "bb:1", "sleep", "60",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        time.sleep(delay)
+        p.kill()
+        p.wait()
+    # whatever state each was left in, ps tells it and rm -f cleans it all
+    for line in moor("ps", "-a", "--format", "{{.Names}} {{.State}}").stdout.splitlines():
+        assert line.split()[1] in ("created", "running", "exited")
+    ids = moor("ps", "-aq").stdout.split()
+    if ids:
+        moor("rm", "-f", *ids)
+    assert moor("ps", "-aq").stdout == ""
+    assert _mounts() == before
+    assert not list((moor.root / "containers").iterdir())

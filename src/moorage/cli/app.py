@@ -43,6 +43,8 @@ TOP_LEVEL: dict[str, str] = {
     "cp": "moorage.cli.container:cp_cmd",
     "diff": "moorage.cli.container:diff_cmd",
     "export": "moorage.cli.container:export_cmd",
+    "commit": "moorage.cli.container:commit_cmd",
+    "update": "moorage.cli.container:update_cmd",
     "container": "moorage.cli.container:container_group",
     "image": "moorage.cli.image:image_group",
     "info": "moorage.cli.system:info_cmd",

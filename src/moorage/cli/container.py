@@ -919,6 +919,67 @@ def export_cmd(ctx: click.Context, output: str | None, container: str) -> None:
             raise
 
 
+@click.command("commit")
+@click.option("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith").')
+@click.option("-m", "--message", default="", help="Commit message.")
+@click.option("-c", "--change", "changes", multiple=True, help="Apply Dockerfile instruction.")
+@click.option(
+    "-p/--pause", "--pause/--no-pause", default=True, help="Pause container during commit."
+)
+@click.argument("container")
+@click.argument("reference", required=False)
+@click.pass_context
+def commit_cmd(
+    ctx: click.Context, author: str, message: str, changes: tuple[str, ...], pause: bool,
+    container: str, reference: str | None,
+) -> None:  # fmt: skip
+    """Create a new image from a container's changes."""
+    from moorage.engine.containers.service import commit
+
+    svc = _service(ctx)
+    rec = svc.get(container)
+    image_id = commit(
+        svc, rec, reference=reference, author=author, message=message,
+        changes=list(changes), pause=pause,
+    )  # fmt: skip
+    click.echo(image_id)
+
+
+@click.command("update")
+@click.option("-m", "--memory", default=None, help="Memory limit.")
+@click.option("--memory-swap", default=None, help="Swap limit equal to memory plus swap.")
+@click.option("--cpus", default=None, help="Number of CPUs.")
+@click.option("-c", "--cpu-shares", type=int, default=None, help="CPU shares (relative weight).")
+@click.option("--pids-limit", type=int, default=None, help="Tune container pids limit.")
+@click.option("--restart", default=None, help="Restart policy to apply when a container exits.")
+@click.argument("containers", nargs=-1, required=True)
+@click.pass_context
+def update_cmd(
+    ctx: click.Context, memory: str | None, memory_swap: str | None, cpus: str | None,
+    cpu_shares: int | None, pids_limit: int | None, restart: str | None,
+    containers: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Update configuration (resources, restart policy) of one or more containers."""
+    from moorage.engine.containers import parse as p
+    from moorage.engine.containers.service import update
+
+    svc = _service(ctx)
+    changes: dict[str, Any] = {}
+    if memory is not None:
+        changes["memory"] = p.parse_bytes(memory, "memory")
+    if memory_swap is not None:
+        changes["memory_swap"] = p.parse_memory_swap(memory_swap)
+    if cpus is not None:
+        changes["nano_cpus"] = p.parse_cpus(cpus)
+    if cpu_shares is not None:
+        changes["cpu_shares"] = cpu_shares
+    if pids_limit is not None:
+        changes["pids_limit"] = pids_limit
+    if restart is not None:
+        p.parse_restart(restart)
+    _each(containers, lambda c: update(svc, svc.get(c), changes, restart))
+
+
 @click.group("container")
 def container_group() -> None:
     """Manage containers."""
@@ -931,5 +992,6 @@ for _name, _cmd in {
     "rename": rename_cmd, "pause": pause_cmd, "unpause": unpause_cmd, "top": top_cmd,
     "port": port_cmd, "prune": container_prune_cmd, "cleanup": cleanup_cmd,
     "exec": exec_cmd, "cp": cp_cmd, "diff": diff_cmd, "export": export_cmd,
+    "commit": commit_cmd, "update": update_cmd,
 }.items():  # fmt: skip
     container_group.add_command(_cmd, _name)

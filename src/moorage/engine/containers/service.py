@@ -886,3 +886,132 @@ def container_diff(svc: ContainerService, rec: ContainerRecord) -> list[tuple[st
 
 def _is_dir(p: Path) -> bool:
     return p.is_dir() and not p.is_symlink()
+
+
+def commit(
+    svc: ContainerService,
+    rec: ContainerRecord,
+    *,
+    reference: str | None,
+    author: str = "",
+    message: str = "",
+    changes: list[str] | None = None,
+    pause: bool = True,
+) -> str:
+    """``docker commit``: the container's changes as a new layer on its image."""
+    import tempfile
+
+    from moorage.engine.images.layers import layer_from_stream, record_image
+    from moorage.oci import mediatypes as mt
+    from moorage.oci.config import ImageConfig, apply_changes
+    from moorage.oci.reference import parse_reference
+    from moorage.store.layerwriter import write_layer
+    from moorage.units import rfc3339
+
+    tag = str(parse_reference(reference).with_default_tag()) if reference else None
+    image = svc.image_of(rec)
+    parent = svc.images.config(image)
+    paused_here = False
+    if pause and rec.state == "running":
+        svc.pause(rec.id)
+        paused_here = True
+    store = svc.store
+    try:
+        with store.adding(), tempfile.TemporaryFile(dir=store.content.ingest_dir) as tmp:
+            write_layer(svc.overlay(rec.id) / "diff", tmp)
+            tmp.seek(0)
+            layer = layer_from_stream(store, tmp)
+            now = rfc3339(time.time())
+            ctr_config = dict(parent.get("config") or {})
+            image_config = ctr_config
+            ctr_config["Cmd"] = list(rec.spec.args) or image_config.get("Cmd")
+            if rec.spec.entrypoint is not None:
+                ctr_config["Entrypoint"] = [rec.spec.entrypoint] if rec.spec.entrypoint else None
+                if not rec.spec.args:
+                    ctr_config["Cmd"] = None
+            ctr_config["Env"] = merge_env_for_inspect(rec.spec, image_config, rec.id[:12])
+            if rec.spec.workdir:
+                ctr_config["WorkingDir"] = rec.spec.workdir
+            if rec.spec.user:
+                ctr_config["User"] = rec.spec.user
+            if rec.spec.labels:
+                ctr_config["Labels"] = {**(ctr_config.get("Labels") or {}), **rec.spec.labels}
+            doc = dict(parent)
+            doc["config"] = ctr_config
+            doc["created"] = now
+            doc["container"] = rec.id
+            if author:
+                doc["author"] = author
+            doc["rootfs"] = {
+                "type": "layers",
+                "diff_ids": [*(parent.get("rootfs") or {}).get("diff_ids", []), str(layer.diff_id)],
+            }
+            doc["history"] = [
+                *(parent.get("history") or []),
+                {"created": now, "created_by": " ".join(process_args(rec.spec, image_config)),
+                 **({"author": author} if author else {}),
+                 **({"comment": message} if message else {})},
+            ]  # fmt: skip
+            config = apply_changes(ImageConfig.from_json(doc), changes or [])
+            raw = config.to_bytes()
+            config_digest = store.content.put(raw)
+            from moorage.engine.images.layers import known_layer, manifest_for
+
+            parent_layers = []
+            for d in svc.images.layers(image.id):
+                info = known_layer(store, d)
+                if info is None:
+                    raise NotFound(f"layer {d} of the container's image is missing")
+                parent_layers.append(info)
+            layers = [*parent_layers, layer]
+            record_image(
+                store,
+                manifest=manifest_for(config_digest, len(raw), layers),
+                manifest_media_type=mt.OCI_MANIFEST,
+                config_digest=config_digest,
+                created=now,
+                os_name=str(doc.get("os") or "linux"),
+                architecture=str(doc.get("architecture") or ""),
+                layers=layers,
+                tags=[tag] if tag else [],
+            )
+    finally:
+        if paused_here:
+            svc.unpause(rec.id)
+    return str(config_digest)
+
+
+def update(
+    svc: ContainerService, rec: ContainerRecord, changes: dict[str, Any], restart: str | None
+) -> None:
+    """``docker update``: new resource limits (applied live through the runtime) and restart
+    policy, recorded in the container's spec."""
+    import dataclasses
+
+    resources = dataclasses.replace(rec.spec.resources, **changes)
+    spec = dataclasses.replace(rec.spec, resources=resources, restart=restart or rec.spec.restart)
+    spec.validate()
+    if rec.running and changes:
+        live: dict[str, Any] = {}
+        if resources.memory:
+            swap = resources.memory_swap or 2 * resources.memory
+            live["memory"] = {"limit": resources.memory, "swap": swap}
+        cpu: dict[str, Any] = {}
+        if resources.cpu_shares:
+            cpu["shares"] = resources.cpu_shares
+        if resources.nano_cpus:
+            from moorage.engine.containers.parse import cpu_quota
+
+            cpu["quota"], cpu["period"] = cpu_quota(resources.nano_cpus)
+        if cpu:
+            live["cpu"] = cpu
+        if resources.pids_limit:
+            live["pids"] = {"limit": resources.pids_limit}
+        svc.runtime(rec).update(rec.id, live)
+    stored = json.loads(
+        svc.store.db.conn.execute("SELECT spec FROM containers WHERE id = ?", (rec.id,)).fetchone()[
+            "spec"
+        ]
+    )
+    stored.update(spec.to_json())
+    svc._update(rec.id, spec=json.dumps(stored))

@@ -23,6 +23,7 @@ from moorage.engine.images.layers import (
     LayerInfo,
     ensure_layer,
     layer_from_stream,
+    manifest_for,
     record_image,
 )
 from moorage.engine.images.service import ImageRecord, ImageService, familiar
@@ -345,7 +346,7 @@ def _import_image(
     layers: list[LayerInfo] = []
     for blob, diff_id in zip(blobs, diff_ids, strict=True):
         layers.append(ensure_layer(store, blob, diff_id))
-    manifest = _oci_manifest_bytes(config_digest, len(raw_config), layers)
+    manifest = manifest_for(config_digest, len(raw_config), layers)
     moved = record_image(
         store,
         manifest=manifest,
@@ -362,19 +363,6 @@ def _import_image(
         result.loaded.extend(familiar(t) for t in tags)
     else:
         result.loaded.append(str(config_digest))
-
-
-def _oci_manifest_bytes(config: Digest, config_size: int, layers: Sequence[LayerInfo]) -> bytes:
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": mt.OCI_MANIFEST,
-        "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config), "size": config_size},
-        "layers": [
-            {"mediaType": li.media_type, "digest": str(li.blob_digest), "size": li.blob_size}
-            for li in layers
-        ],
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 # ---- save ---------------------------------------------------------------------------------

@@ -7,8 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
-from moorage.engine.images.archive import _oci_manifest_bytes
-from moorage.engine.images.layers import layer_from_stream, record_image
+from moorage.engine.images.layers import layer_from_stream, manifest_for, record_image
 from moorage.errors import InvalidReference
 from moorage.oci import mediatypes as mt
 from moorage.oci.config import ImageConfig, apply_changes
@@ -60,7 +59,7 @@ def import_rootfs(
         config_digest = store.content.put(raw)
         record_image(
             store,
-            manifest=_oci_manifest_bytes(config_digest, len(raw), [layer]),
+            manifest=manifest_for(config_digest, len(raw), [layer]),
             manifest_media_type=mt.OCI_MANIFEST,
             config_digest=config_digest,
             created=created,

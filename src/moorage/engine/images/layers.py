@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -216,3 +217,17 @@ def record_image(
             [(d, str(config_digest)) for d in repo_digests],
         )
     return moved
+
+
+def manifest_for(config: Digest, config_size: int, layers: Sequence[LayerInfo]) -> bytes:
+    """The OCI image manifest for a config and its layers, as compact JSON."""
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": mt.OCI_MANIFEST,
+        "config": {"mediaType": mt.OCI_CONFIG, "digest": str(config), "size": config_size},
+        "layers": [
+            {"mediaType": li.media_type, "digest": str(li.blob_digest), "size": li.blob_size}
+            for li in layers
+        ],
+    }
+    return json.dumps(doc, separators=(",", ":")).encode()
