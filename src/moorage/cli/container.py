@@ -642,7 +642,13 @@ def logs_cmd(
         found = svc.find(rec.id)
         return found is None or not found.running
 
-    for entry in lg.follow(lambda: lg.log_files(path), stop=stopped, tail=n_tail):
+    log_cfg = lg.parse_log_opts(list(rec.spec.log_opts))
+
+    def files() -> list[Path]:
+        lg.keep_rotated(path, log_cfg)
+        return lg.log_files(path)
+
+    for entry in lg.follow(files, stop=stopped, tail=n_tail):
         if t_since is not None and entry.time < t_since:
             continue
         if t_until is not None and entry.time > t_until:

@@ -4,14 +4,17 @@ stdin to it, forward signals, and keep a terminal's size in step."""
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import signal as signals
 import socket
-import sys
+import termios
 import threading
+import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from types import FrameType
+from typing import Any, BinaryIO
 
 # conmon prefixes each packet it sends with the pipe it came from
 _STDOUT = 2
@@ -36,10 +39,22 @@ def relay(
     stdin: BinaryIO | None,
     stdout: BinaryIO,
     stderr: BinaryIO,
+    tty: bool | None = None,
 ) -> None:
-    """Copy until conmon closes the socket (the container exited)."""
+    """Copy until conmon closes the socket (the container exited).
+
+    ``tty``: the container has a terminal (``-t``); by default, whether we are inside
+    :func:`raw_terminal`. Then our terminal goes raw while we forward ``stdin`` to it (so
+    Ctrl-C, Ctrl-D, ... are bytes for the container's terminal to interpret), and the end
+    of our stdin leaves the container's terminal open, as Docker does. Without a terminal
+    the end of our stdin closes the container's stdin."""
+    term = _terminal.get()
+    if tty is None:
+        tty = term is not None
     if stdin is not None:
-        t = threading.Thread(target=_pump_stdin, args=(stdin, sock), daemon=True)
+        if tty and term is not None:
+            term.make_raw(stdin.fileno())
+        t = threading.Thread(target=_pump_stdin, args=(stdin, sock, not tty), daemon=True)
         t.start()
     out_fd, err_fd = stdout.fileno(), stderr.fileno()
     while True:
@@ -56,7 +71,7 @@ def relay(
     sock.close()
 
 
-def _pump_stdin(stdin: BinaryIO, sock: socket.socket) -> None:
+def _pump_stdin(stdin: BinaryIO, sock: socket.socket, close_on_eof: bool) -> None:
     fd = stdin.fileno()
     try:
         while True:
@@ -66,8 +81,11 @@ def _pump_stdin(stdin: BinaryIO, sock: socket.socket) -> None:
             sock.sendall(data)
     except OSError:
         return
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_WR)
+    if close_on_eof:
+        # conmon then closes the container's stdin (with a terminal, that would be the
+        # terminal's input side, for good: never do that)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
 
 
 def _write_all(fd: int, view: memoryview) -> None:
@@ -115,35 +133,97 @@ def proxy_signals(send: Callable[[int], None]) -> Iterator[None]:
                 signals.signal(s, handler)
 
 
-@contextlib.contextmanager
-def raw_terminal(winsz: Path) -> Iterator[None]:
-    """Put our terminal in raw mode and keep the container's terminal size in step."""
-    import termios
-    import tty
+class _Terminal:
+    """Our side of a container's terminal while attached: its size, and raw mode."""
 
-    fd = sys.stdin.fileno()
-    if not os.isatty(fd):
-        yield
-        return
-    saved = termios.tcgetattr(fd)
+    def __init__(self, winsz: Path) -> None:
+        self.winsz = winsz
+        self._raw_fd = -1
+        self._saved: list[Any] | None = None
 
-    def resize(*_: object) -> None:
-        try:
-            rows, cols = os.get_terminal_size(fd)
-        except OSError:
-            return
-        with contextlib.suppress(OSError):
-            w = os.open(winsz, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    def size(self) -> tuple[int, int] | None:
+        """(rows, columns) of our terminal, from stdout as Docker does, else stdin."""
+        for fd in (1, 0):
             try:
-                os.write(w, f"1 {rows} {cols}\n".encode())
+                cols, rows = os.get_terminal_size(fd)
+            except OSError:
+                continue
+            return rows, cols
+        return None
+
+    def resize(self) -> None:
+        r"""Give the container's terminal our size. conmon (2.1.6, src/ctrl.c) reads
+        ``"ROWS COLS\n"`` lines from the ``winsz`` FIFO (``"1 ROWS COLS\n"`` is the format
+        of its ``ctl`` FIFO, which forwards to ``winsz``) and applies them with TIOCSWINSZ;
+        it watches the FIFO once it has the terminal, before it reports the container
+        created, so this works before and after the container starts."""
+        size = self.size()
+        if size is None:
+            return
+        rows, cols = size
+        with contextlib.suppress(OSError):
+            w = os.open(self.winsz, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                os.write(w, f"{rows} {cols}\n".encode())
             finally:
                 os.close(w)
 
-    old = signals.signal(signals.SIGWINCH, resize)
-    tty.setraw(fd)
-    resize()
+    def make_raw(self, fd: int) -> None:
+        if self._saved is not None or not os.isatty(fd):
+            return
+        try:
+            saved = termios.tcgetattr(fd)
+            # TCSANOW, not setraw's default TCSAFLUSH: keep what was typed ahead
+            tty.setraw(fd, termios.TCSANOW)
+        except termios.error:
+            return
+        self._raw_fd, self._saved = fd, saved
+
+    def restore(self) -> None:
+        if self._saved is None:
+            return
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(self._raw_fd, termios.TCSADRAIN, self._saved)
+        self._saved = None
+
+
+_terminal: contextvars.ContextVar[_Terminal | None] = contextvars.ContextVar(
+    "moorage_attached_terminal", default=None
+)
+
+_Handler = Callable[[int, FrameType | None], Any] | int | signals.Handlers | None
+
+# signals that end us while our terminal may be raw: put it back first
+_FATAL = (signals.SIGHUP, signals.SIGTERM)
+
+
+@contextlib.contextmanager
+def raw_terminal(winsz: Path) -> Iterator[None]:
+    """Attach to a container that has a terminal: keep its size in step with ours (now and
+    on SIGWINCH), and let :func:`relay` put our terminal in raw mode while it forwards our
+    stdin; restore our terminal when done, or when SIGHUP/SIGTERM ends us."""
+    term = _Terminal(winsz)
+    token = _terminal.set(term)
+    previous: dict[int, _Handler] = {}
+
+    def fatal(num: int, _frame: FrameType | None) -> None:
+        term.restore()
+        signals.signal(num, previous.pop(num, signals.SIG_DFL))
+        signals.raise_signal(num)
+
+    with contextlib.suppress(ValueError):  # not the main thread: no signal handlers
+        previous[signals.SIGWINCH] = signals.signal(
+            signals.SIGWINCH, lambda _num, _frame: term.resize()
+        )
+        for sig in _FATAL:
+            if signals.getsignal(sig) == signals.SIG_DFL:
+                previous[sig] = signals.signal(sig, fatal)
+    term.resize()
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        signals.signal(signals.SIGWINCH, old)
+        term.restore()
+        for s, handler in previous.items():
+            with contextlib.suppress(OSError, ValueError):
+                signals.signal(s, handler)
+        _terminal.reset(token)

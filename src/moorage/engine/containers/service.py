@@ -192,6 +192,9 @@ class ContainerService:
         if layout.exit_file(rec.id).exists():
             self.cleanup(rec.id)
             return self._reload(rec.id)
+        if rec.spec.log_opts:
+            # no daemon watches the log: every command that looks at the container rotates it
+            logmod.keep_rotated(layout.log_path, logmod.parse_log_opts(list(rec.spec.log_opts)))
         if rec.state in ("running", "paused") and not _alive(rec.pid):
             # died without conmon recording it (conmon was killed): ask the runtime
             st = self.runtime(rec).state(rec.id)
