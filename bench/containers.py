@@ -147,6 +147,13 @@ def _mem_kb(pid: int) -> tuple[int, int]:
     return pss, rss
 
 
+def _loadavg() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
+
+
 def _exe_name(pid: int) -> str:
     try:
         return os.path.basename(os.readlink(f"/proc/{pid}/exe"))
@@ -242,8 +249,8 @@ def _moorage_tool(work: Path) -> Tool:
         "MOORAGE_RUNROOT": str(work / "run"),
     }
     tool = Tool("moorage", [MOOR], "bb:1", "conmon", env=env, uses_cidfile=False)
-    # no --cidfile in moorage: everything it leaves running mentions the private store path
-    tool.markers = [str(work / "root")]
+    # no --cidfile in moorage: everything it leaves running mentions the private store paths
+    tool.markers = [str(work)]
     sh(tool.cmd("import", "-c", 'CMD ["sh"]', str(BB_TAR), "bb:1"), env)
     return tool
 
@@ -293,18 +300,48 @@ def _runc_bundle(work: Path) -> Path:
     return bundle
 
 
+def _moorage_bundle(tool: Tool, work: Path, rootfs: Path) -> Path | None:
+    """A bundle with the config.json moorage itself writes for ``run bb:1`` (seccomp profile,
+    default capabilities, its mounts), over the same plain rootfs: what runc alone costs
+    for moorage's container."""
+    try:
+        cid = tool.run_detached("c")
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print(f"  (no moorage config.json for bare runc: {e})")
+        return None
+    bundle = work / "bundle-moorage"
+    bundle.mkdir()
+    try:
+        userdata = work / "root" / "containers" / cid
+        cfg = json.loads((userdata / "config.json").read_text())
+        for m in cfg.get("mounts", []):
+            src = Path(m.get("source", ""))
+            if src.parent == userdata and src.is_file():  # /etc/hosts, hostname, resolv.conf
+                shutil.copy(src, bundle / src.name)
+                m["source"] = str(bundle / src.name)
+    finally:
+        tool.rm_f([cid])
+        settle([*tool.markers, cid])
+    cfg["root"] = {"path": str(rootfs), "readonly": False}
+    cfg["process"]["args"] = ["/bin/true"]
+    cfg["process"]["terminal"] = False
+    cfg["linux"].pop("cgroupsPath", None)  # runc then uses /<container id>
+    (bundle / "config.json").write_text(json.dumps(cfg, indent=1))
+    return bundle
+
+
 class BareRunc:
     def __init__(self, work: Path) -> None:
         self.state = work / "runc-state"
         self.bundle = _runc_bundle(work)
+        self.rootfs = self.bundle / "rootfs"
         self.n = 0
 
-    def run_true(self) -> float:
+    def run_true(self, bundle: Path | None = None) -> float:
         assert RUNC
         self.n += 1
-        dt, _ = timed(
-            [RUNC, "--root", str(self.state), "run", "-b", str(self.bundle), f"{PREFIX}x{self.n}"]
-        )
+        args = [RUNC, "--root", str(self.state), "run", "-b", str(bundle or self.bundle)]
+        dt, _ = timed([*args, f"{PREFIX}x{self.n}"])
         return dt
 
     def cleanup(self) -> None:
@@ -324,6 +361,8 @@ def bench_run_rm(tools: list[Tool], runc: BareRunc | None, runs: int, work: Path
     times: dict[str, list[float]] = {t.name: [] for t in tools}
     tails: dict[str, list[float]] = {t.name: [] for t in tools}
     runc_times: list[float] = []
+    runc_moor_times: list[float] = []
+    moor_bundle = _moorage_bundle(tools[0], work, runc.rootfs) if runc else None
     failed: set[str] = set()
     for i in range(runs + 1):  # the first round warms caches and is not counted
         for tool in tools:
@@ -344,12 +383,22 @@ def bench_run_rm(tools: list[Tool], runc: BareRunc | None, runs: int, work: Path
             dt = runc.run_true()
             if i:
                 runc_times.append(dt)
+            if moor_bundle is not None:
+                dt = runc.run_true(moor_bundle)
+                if i:
+                    runc_moor_times.append(dt)
     print(f"\n== run --rm --network none bb:1 true (median of {runs}) ==")
     ours = med(times["moorage"])
     ref = {n: med(v) for n, v in times.items() if n != "moorage" and v}
     report("run --rm true", ours, med(runc_times) if runc_times else None, "runc  ", "<= 2.0")
     report("run --rm true", ours, ref.get("docker"), "docker", "<= 0.33")
     report("run --rm true", ours, ref.get("podman"), "podman", "-")
+    if runc_moor_times:
+        print(
+            f"  bare runc run with moorage's own config.json (seccomp etc.): "
+            f"{med(runc_moor_times) * 1000:.1f} ms; moorage / that: "
+            f"{ours / med(runc_moor_times):.2f}"
+        )
     print(
         "  background work after the command returned (median): "
         + "   ".join(f"{n} {med(v) * 1000:.1f} ms" for n, v in tails.items() if v)
@@ -360,10 +409,15 @@ def bench_run_rm(tools: list[Tool], runc: BareRunc | None, runs: int, work: Path
 
 
 def bench_batch(tools: list[Tool], reps: int) -> None:
-    res: dict[str, dict[str, list[float]]] = {}
-    for tool in tools:
-        r = res[tool.name] = {"start": [], "rm": [], "tail": []}
-        for _ in range(reps):
+    res: dict[str, dict[str, list[float]]] = {
+        t.name: {"start": [], "rm": [], "tail": []} for t in tools
+    }
+    failed: set[str] = set()
+    for _ in range(reps):  # tools take turns, so a busy moment does not hit just one of them
+        for tool in tools:
+            if tool.name in failed:
+                continue
+            r = res[tool.name]
             settle(tool.markers)
             ids: list[str] = []
             try:
@@ -377,7 +431,8 @@ def bench_batch(tools: list[Tool], reps: int) -> None:
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 print(f"  {tool.name}: batch failed: {e}")
                 _cleanup_tool(tool)
-                break
+                failed.add(tool.name)
+                continue
             r["start"].append(t_start)
             r["rm"].append(t_rm)
             r["tail"].append(settle([*tool.markers, *ids], timeout=60))
@@ -390,6 +445,9 @@ def bench_batch(tools: list[Tool], reps: int) -> None:
         f" (median of {reps}; podman: rm -f -t 0) =="
     )
     ours = res["moorage"]
+    if not ours["start"]:
+        print("  (moorage failed; no comparison)")
+        return
     for key, label in (("start", f"{BATCH} x run -d"), ("rm", f"rm -f ({BATCH} ids)")):
         for ref in ("docker", "podman"):
             theirs = med(res[ref][key]) if ref in res and res[ref][key] else None
@@ -397,6 +455,15 @@ def bench_batch(tools: list[Tool], reps: int) -> None:
     total = {n: med(r["start"]) + med(r["rm"]) for n, r in res.items() if r["start"]}
     for ref, target in (("docker", "<= 0.5"), ("podman", "-")):
         report(f"{BATCH} x run -d + rm -f, total", total["moorage"], total.get(ref), ref, target)
+    print(
+        "  per container: "
+        + "   ".join(
+            f"{n} run -d {med(r['start']) / BATCH * 1000:.0f} ms, "
+            f"rm {med(r['rm']) / BATCH * 1000:.0f} ms"
+            for n, r in res.items()
+            if r["start"]
+        )
+    )
     print(
         "  background work after rm -f returned (median): "
         + "   ".join(f"{n} {med(r['tail']) * 1000:.0f} ms" for n, r in res.items() if r["tail"])
@@ -462,8 +529,9 @@ def bench_memory(tools: list[Tool]) -> None:
 # Runs moorage's own ``main`` in-process with timers around the steps of ``run``; nesting is
 # kept (a step called inside another is indented under it). Writes JSON to $MBENCH_OUT.
 _HARNESS = r"""
-import json, os, sys, time
-T0 = time.perf_counter()
+import time
+W0 = time.time()
+import json, os, sys
 rows, order, stack = {}, [], []
 
 def wrap(owner, attr, label):
@@ -503,7 +571,7 @@ wrap(svc, "mount_overlay", "mount overlay")
 wrap(svc, "resolve_user", "resolve user")
 wrap(svc, "generate", "generate config.json")
 wrap(svc, "spawn", "conmon + runc create")
-wrap(rr.RuncLike, "_run", lambda a: "runc " + a[1])
+wrap(rr.RuncLike, "_run", lambda a: "runc " + (str(a[1]) if len(a) > 1 else "?"))
 wrap(att, "connect", "attach connect")
 wrap(att, "relay", "relay (container runs true)")
 wrap(cc, "_exit_code", "wait for exit file")
@@ -523,8 +591,8 @@ t = time.perf_counter()
 ctypes.util.find_library("c")
 find_lib = time.perf_counter() - t
 with open(os.environ["MBENCH_OUT"], "w") as f:
-    json.dump({"imports": imports, "main": main_s, "find_library": find_lib,
-               "rows": [[k, *rows[k]] for k in order]}, f)
+    json.dump({"imports": imports, "main": main_s, "find_library": find_lib, "w0": W0,
+               "rows": [[k, *rows[k]] for k in order], "w1": time.time()}, f)
 sys.exit(code)
 """
 
@@ -551,26 +619,29 @@ def bench_breakdown(tool: Tool, runs: int, work: Path) -> None:
         floor.append(timed([py, "-c", "pass"])[0])
         version.append(timed([MOOR, "--version"])[0])
     walls: list[float] = []
+    starts: list[float] = []
+    exits: list[float] = []
     tails: list[float] = []
     docs = []
+    args = [py, "-c", _HARNESS, "run", "--rm", "--network", "none", "bb:1", "true"]
     for _ in range(max(runs // 2, 5)):
         settle(tool.markers)
-        dt, _ = timed([py, "-c", _HARNESS, "run", "--rm", "--network", "none", "bb:1", "true"], env)
+        w0 = time.time()
+        dt, _ = timed(args, env)
+        w1 = time.time()
         tails.append(settle(tool.markers))
+        doc = json.loads((work / "harness.json").read_text())
         walls.append(dt)
-        docs.append(json.loads((work / "harness.json").read_text()))
+        starts.append(doc["w0"] - w0)
+        exits.append(w1 - doc["w1"])
+        docs.append(doc)
     n = len(docs)
-    wall = med(walls)
     print(f"\n== where moorage's run --rm true goes (in-process timers, median of {n}) ==")
 
     def line(label: str, secs: float, depth: int = 0, note: str = "") -> None:
         text = "  " * depth + label
-        print(f"  {text:<44} {secs * 1000:7.1f} ms{('   ' + note) if note else ''}")
+        print(f"  {text:<50} {secs * 1000:7.1f} ms{('   ' + note) if note else ''}")
 
-    line("wall time of the instrumented command", wall)
-    line("python start + exit (python -c pass)", med(floor))
-    line("moor --version", med(version))
-    line("imports (cli.app, cli.container, service, ...)", med([d["imports"] for d in docs]))
     keys: list[str] = []
     meta: dict[str, tuple[str, int]] = {}
     for d in docs:
@@ -578,25 +649,31 @@ def bench_breakdown(tool: Tool, runs: int, work: Path) -> None:
             if key not in meta:
                 keys.append(key)
                 meta[key] = (label, depth)
-    medians = {}
+    line("wall time of the instrumented command", med(walls))
+    line("interpreter start (exec to first line)", med(starts), 1)
+    line("imports (cli.app, cli.container, service, ...)", med([d["imports"] for d in docs]), 1)
+    main_s = med([d["main"] for d in docs])
+    line("main()", main_s, 1)
+    covered = 0.0
     for key in keys:
         label, depth = meta[key]
-        medians[key] = med([r[3] for d in docs for r in d["rows"] if r[0] == key])
+        vals = [r[3] for d in docs for r in d["rows"] if r[0] == key]
         cnt = int(med([r[4] for d in docs for r in d["rows"] if r[0] == key]))
-        line(f"{label}{f' (x{cnt})' if cnt > 1 else ''}", medians[key], depth + 1)
-    main_s = med([d["main"] for d in docs])
-    covered = sum(v for k, v in medians.items() if meta[k][1] == 0)
-    imports = med([d["imports"] for d in docs])
-    line("main() total", main_s)
-    line("main() not covered above (click, logging, ...)", max(main_s - covered, 0.0), 1)
-    line("rest: interpreter start/exit, harness", wall - main_s - imports)
+        if depth == 0:
+            covered += med(vals)
+        line(f"{label}{f' (x{cnt})' if cnt > 1 else ''}", med(vals), depth + 2)
+    line("not covered above (click, logging setup, ...)", max(main_s - covered, 0.0), 2)
+    line("interpreter exit (finalisation, sqlite close)", med(exits), 1)
+    print("  for reference:")
+    line("python -c pass", med(floor), 1)
+    line("moor --version", med(version), 1)
     line(
-        "ctypes.util.find_library('c') once",
+        "ctypes.util.find_library('c'), once",
         med([d["find_library"] for d in docs]),
-        0,
-        "(runs /sbin/ldconfig -p; at import in store/snapshots.py and containers/rootfs.py)",
+        1,
+        "(spawns /sbin/ldconfig -p; done at import by store/snapshots.py, containers/rootfs.py)",
     )
-    line("after return: exit-command `container cleanup`", med(tails), 0, "(background, CPU)")
+    line("after return: conmon's exit command still running", med(tails), 1, "(background CPU)")
     imps = _importtime(py, tool.env)
     if imps:
         total = sum(c for _s, c, d, _m in imps if d == 0)
@@ -648,10 +725,12 @@ def main(runs: int = 15) -> None:
         else:
             print("(bare runc skipped: not installed)")
         print(f"tools: {', '.join(t.name for t in tools)}{', bare runc' if runc else ''}")
+        print(f"load average at start: {_loadavg()} ({os.cpu_count()} CPUs)")
         bench_run_rm(tools, runc, runs, work)
         bench_batch(tools, max(1, runs // 5))
         bench_memory(tools)
         bench_breakdown(moorage, runs, work)
+        print(f"\nload average at end: {_loadavg()}")
     finally:
         for tool in tools:
             _cleanup_tool(tool)

@@ -3,7 +3,7 @@
 Prints medians and ratios (moorage time / reference time; below 1.0 means moorage is faster).
 Not part of CI. Start the reference tools first with ../shared/tools/start-anchors.
 
-    python bench/run.py [--only load_save|cli] [--runs N] [--size-mb 200]
+    python bench/run.py [--only load_save|cli|containers] [--runs N] [--size-mb 200]
 """
 
 from __future__ import annotations
@@ -159,9 +159,18 @@ def bench_cli(runs: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_containers(runs: int) -> None:
+    """run --rm, 50 x run -d + rm -f, idle memory, run breakdown: see bench/containers.py."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import containers
+
+    containers.main(runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", choices=["load_save", "cli"])
+    ap.add_argument("--only", choices=["load_save", "cli", "containers"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size-mb", type=int, default=200)
     args = ap.parse_args()
@@ -169,6 +178,8 @@ def main() -> None:
         bench_cli(max(args.runs, 20))
     if args.only in (None, "load_save"):
         bench_load_save(args.runs, args.size_mb)
+    if args.only in (None, "containers"):
+        bench_containers(max(args.runs, 15))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ from pathlib import Path
 from tests.conftest import Moor
 
 
-def _mounts() -> int:
+def _mounts(root: Path) -> int:
+    """Overlay mounts under this test's own store (other stores may be busy meanwhile)."""
     with open("/proc/mounts") as f:
-        return sum(1 for line in f if " overlay " in line)
+        return sum(1 for line in f if " overlay " in line and line.split()[1].startswith(str(root)))
 
 
 def test_run_foreground_output_and_exit_code(moor: Moor, bb: str) -> None:
@@ -24,7 +25,7 @@ def test_run_foreground_output_and_exit_code(moor: Moor, bb: str) -> None:
 
 
 def test_run_detached_ps_inspect_logs_stop_rm(moor: Moor, bb: str) -> None:
-    before = _mounts()
+    before = _mounts(moor.root)
     cid = moor(
         "run", "-d", "--name", "web", "bb:1", "sh", "-c", "echo hi; exec sleep 60"
     ).stdout.strip()
@@ -41,7 +42,7 @@ def test_run_detached_ps_inspect_logs_stop_rm(moor: Moor, bb: str) -> None:
         time.sleep(0.05)
     assert moor("logs", "web").stdout == "hi\n"
     assert moor("logs", "-t", "web").stdout.split(" ", 1)[1] == "hi\n"
-    assert _mounts() == before + 1
+    assert _mounts(moor.root) == before + 1
     r = moor("rm", "web", check=False)
     assert r.returncode == 1 and "cannot remove a running container" in r.stderr
     assert moor("stop", "-t", "1", "web").stdout == "web\n"
@@ -51,7 +52,7 @@ def test_run_detached_ps_inspect_logs_stop_rm(moor: Moor, bb: str) -> None:
     )
     assert moor("ps", "-q").stdout == ""
     assert moor("ps", "-aq").stdout.strip() == cid[:12]
-    assert _mounts() == before
+    assert _mounts(moor.root) == before
     moor("rm", "web")
     assert moor("ps", "-aq").stdout == ""
     assert not (moor.root / "overlay" / cid).exists()
@@ -186,7 +187,7 @@ def test_rmi_refuses_while_a_container_uses_it(moor: Moor, bb: str) -> None:
 
 
 def test_kill_9_of_conmon_then_rm_f_cleans_up(moor: Moor, bb: str) -> None:
-    before = _mounts()
+    before = _mounts(moor.root)
     cid = moor("run", "-d", "bb:1", "sleep", "60").stdout.strip()
     conmon_pid = int((moor.runroot / "containers" / cid / "conmon.pid").read_text())
     os.kill(conmon_pid, signal.SIGKILL)
@@ -194,7 +195,7 @@ def test_kill_9_of_conmon_then_rm_f_cleans_up(moor: Moor, bb: str) -> None:
     assert moor("inspect", "-f", "{{.State.Status}}", cid).stdout == "running\n"
     moor("rm", "-f", cid)
     assert moor("ps", "-aq").stdout == ""
-    assert _mounts() == before
+    assert _mounts(moor.root) == before
     assert subprocess.run(["pgrep", "-f", "--", f"-c {cid}"], capture_output=True).returncode == 1
 
 
@@ -227,7 +228,7 @@ def test_single_character_names_are_refused_as_docker_does(moor: Moor, bb: str) 
 
 
 def test_exec_cp_diff_export(moor: Moor, bb: str, tmp_path: Path) -> None:
-    before = _mounts()
+    before = _mounts(moor.root)
     moor("run", "-d", "--name", "box", "bb:1", "sleep", "60")
     assert moor("exec", "box", "sh", "-c", "echo $(id -u) $(pwd)").stdout == "0 /\n"
     out = moor(
@@ -261,7 +262,7 @@ def test_exec_cp_diff_export(moor: Moor, bb: str, tmp_path: Path) -> None:
     )
     assert "bin/busybox" in names and "tmp/hostfile" in names and "bin/vi" not in names
     moor("rm", "box")
-    assert _mounts() == before
+    assert _mounts(moor.root) == before
 
 
 def test_commit_and_update(moor: Moor, bb: str) -> None:
@@ -302,7 +303,7 @@ def test_escape_attempts_fail(moor: Moor, bb: str) -> None:
 
 
 def test_kill_9_of_moor_mid_start_and_of_runc(moor: Moor, bb: str) -> None:
-    before = _mounts()
+    before = _mounts(moor.root)
     for delay in (0.05, 0.1, 0.2):
         p = moor.popen("run", "-d", "--name", f"mid{int(delay * 100)}", "bb:1", "sleep", "60",
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -316,7 +317,7 @@ def test_kill_9_of_moor_mid_start_and_of_runc(moor: Moor, bb: str) -> None:
     if ids:
         moor("rm", "-f", *ids)
     assert moor("ps", "-aq").stdout == ""
-    assert _mounts() == before
+    assert _mounts(moor.root) == before
     assert not list((moor.root / "containers").iterdir())
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -120,8 +119,11 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @click.pass_context
 def cli(ctx: click.Context, root: Path | None, runroot: Path | None, log_level: str) -> None:
     """moor: build, ship and run containers for micro-services (Docker-compatible)."""
-    level = {"warn": "WARNING", "fatal": "CRITICAL"}.get(log_level, log_level.upper())
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if log_level != "warn":  # the default needs no logging setup (and no import of it)
+        import logging
+
+        level = {"fatal": "CRITICAL"}.get(log_level, log_level.upper())
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = AppContext(root, runroot)
 
 

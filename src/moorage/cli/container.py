@@ -16,7 +16,6 @@ import click
 
 from moorage.cli.common import confirm, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound
-from moorage.format import format_inspect, format_list
 from moorage.units import human_duration, human_size, since
 
 PS_TABLE = (
@@ -260,7 +259,7 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
     from moorage.store.locks import flocked
 
     spec = rec.spec
-    lock = svc.run_dir / rec.id / "attached"
+    lock = svc.attached_lock(rec.id)
     lock.parent.mkdir(parents=True, exist_ok=True)
     sock_box: list[Any] = []
     wanted = {s.lower() for s in streams} or {"stdout", "stderr"} | (
@@ -590,6 +589,8 @@ def ps_cmd(
                 f"{human_size(rw, 3)} (virtual {human_size(rw + svc.image_of(rec).size, 3)})"
             )
         rows.append(row)
+    from moorage.format import format_list
+
     table = PS_TABLE + ("\t{{.Size}}" if size else "")
     click.echo(
         format_list(
@@ -680,6 +681,8 @@ def inspect_containers(
         else:
             found.append(doc)
     if found or not missing:
+        from moorage.format import format_inspect
+
         click.echo(format_inspect(found, fmt), nl=False)
     what = {"container": "container", "image": "image"}.get(kind or "", "object")
     for name in missing:

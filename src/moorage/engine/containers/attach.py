@@ -10,9 +10,9 @@ import signal as signals
 import socket
 import termios
 import threading
-import tty
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from tty import setraw
 from types import FrameType
 from typing import Any, BinaryIO
 
@@ -174,7 +174,7 @@ class _Terminal:
         try:
             saved = termios.tcgetattr(fd)
             # TCSANOW, not setraw's default TCSAFLUSH: keep what was typed ahead
-            tty.setraw(fd, termios.TCSANOW)
+            setraw(fd, termios.TCSANOW)
         except termios.error:
             return
         self._raw_fd, self._saved = fd, saved

@@ -330,7 +330,8 @@ class ContainerService:
         log_cfg = logmod.parse_log_opts(list(spec.log_opts))
         runtime = self.runtime(rec)
         layout = self.layout(rec.id)
-        runtime.delete(rec.id, force=True)  # a leftover from a crash would block the name
+        if (runtime.state_root / rec.id).exists():
+            runtime.delete(rec.id, force=True)  # a leftover from a crash would block the id
         try:
             pid, conmon_pid = spawn(
                 runtime, rec.id, rec.name, layout,
@@ -348,12 +349,23 @@ class ContainerService:
         runtime.start(rec.id)
         self._update(rec.id, state="running", started_at=time.time(), exit_code=0)
 
+    def attached_lock(self, cid: str) -> Path:
+        """Held by a ``moor`` attached to the container: it records the exit itself."""
+        return self.run_dir / cid / "attached"
+
     def _exit_command(self, cid: str) -> list[str]:
-        return [
+        cleanup = [
             sys.executable, "-m", "moorage",
             "--root", str(self.store.root), "--runroot", str(self.store.runroot),
             "container", "cleanup", cid,
         ]  # fmt: skip
+        flock = shutil.which("flock")
+        if flock is None:
+            return cleanup
+        # while an attached moor holds the lock, starting a Python here would only compete
+        # with it for the CPU: it does the cleanup; if it died, the lock is free
+        return [flock, "--nonblock", "--conflict-exit-code", "0", str(self.attached_lock(cid)),
+                *cleanup]  # fmt: skip
 
     # ---- exit, cleanup -------------------------------------------------------------------
 
