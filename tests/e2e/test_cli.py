@@ -8,7 +8,9 @@ import sys
 from tests.conftest import Moor
 
 PROBE = """
+import os
 import sys
+os._exit = lambda code: None  # main() ends with os._exit; let the probe report first
 sys.argv = ["moor"] + sys.argv[1:]
 from moorage.cli.main import main
 try:

@@ -352,7 +352,7 @@ def test_bad_seccomp_file_and_runtime(moor: Moor, bb: str, tmp_path: Path) -> No
     r = moor("run", "--rm", "--security-opt", f"seccomp={bad}", "bb:1", "true", check=False)
     assert r.returncode == 125 and "seccomp" in r.stderr and str(bad) in r.stderr
     r = moor("run", "--rm", "--runtime", "kata", "bb:1", "true", check=False)
-    assert r.returncode == 125 and "unknown runtime" in r.stderr
+    assert r.returncode == 125 and "unknown or invalid runtime name: kata" in r.stderr
     assert moor("ps", "-aq").stdout == ""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 from moorage import __version__
@@ -15,7 +17,20 @@ def main(argv: list[str] | None = None) -> None:
         return
     from moorage.cli.app import run
 
-    run(args)
+    try:
+        run(args)
+        code = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            sys.stderr.write(f"{e.code}\n")
+            code = 1
+    # everything is committed and flushed by now: skip the interpreter's ~15 ms teardown
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import secrets
 import shutil
@@ -25,7 +24,7 @@ from moorage.store.locks import remove_abandoned
 R = TypeVar("R")
 _TMP_PREFIX = ".tmp-"
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # find_library would exec ldconfig
 
 
 def syncfs(path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 from collections.abc import Sequence
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from moorage.errors import MoorageError
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # find_library would exec ldconfig
 _MNT_DETACH = 2
 
 

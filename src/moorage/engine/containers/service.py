@@ -102,15 +102,16 @@ def _record(row: sqlite3.Row) -> ContainerRecord:
 
 
 def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    except PermissionError:
-        return True
-    return True
+    # the state follows the command name, which is in parentheses and may contain spaces
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
 
 
 class ContainerService:
@@ -418,7 +419,9 @@ class ContainerService:
         rec = self._find_raw(cid)
         if rec is not None:
             with contextlib.suppress(MoorageError):
-                self.runtime(rec).delete(cid, force=True)
+                runtime = self.runtime(rec)
+                if (runtime.state_root / cid).exists():
+                    runtime.delete(cid, force=True)
         with contextlib.suppress(MoorageError):
             unmount(self.rootfs(cid))
 
@@ -474,6 +477,12 @@ class ContainerService:
                 return False
             time.sleep(0.01)
 
+    def _wait_conmon(self, rec: ContainerRecord, timeout: float) -> None:
+        """Until conmon has run its exit command (it exits right after)."""
+        deadline = time.monotonic() + timeout
+        while _alive(rec.conmon_pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
     def wait(self, ref: str) -> int:
         """Block until the container has exited (a created one: until it ran and exited)."""
         rec = self.get(ref)
@@ -494,9 +503,12 @@ class ContainerService:
                     "before attempting removal or force remove"
                 )
             self._update(rec.id, stopped_by_user=1)
-            with contextlib.suppress(RuntimeFailure):
-                self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
-            self._wait_exit(rec, 10)
+            # holding the attach lock tells conmon's exit command that we clean up ourselves
+            with flocked(self.attached_lock(rec.id), exclusive=True, blocking=False):
+                with contextlib.suppress(RuntimeFailure):
+                    self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
+                self._wait_exit(rec, 10)
+                self._wait_conmon(rec, 2)
         with self.locked(rec.id):
             self._teardown_runtime(rec.id)
             if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):

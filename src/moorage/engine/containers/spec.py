@@ -13,6 +13,7 @@ from moorage.errors import InvalidArgument
 
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 NETWORK_MODES = ("none", "host")
+RUNTIMES = ("runc", "crun")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class ContainerSpec:
             raise InvalidArgument(
                 f"network mode {self.network_mode!r} is not supported yet: use none or host"
             )
+        if self.runtime not in RUNTIMES:
+            raise InvalidArgument(f"unknown or invalid runtime name: {self.runtime}")
         policy, _ = parse_restart(self.restart)
         if self.auto_remove and policy != "no":
             raise InvalidArgument("Conflicting options: --restart and --rm")
