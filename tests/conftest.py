@@ -65,8 +65,18 @@ class Moor:
 
 
 @pytest.fixture
-def moor(tmp_path: Path) -> Moor:
-    return Moor(tmp_path / "root", tmp_path / "run")
+def moor(tmp_path: Path) -> Iterator[Moor]:
+    m = Moor(tmp_path / "root", tmp_path / "run")
+    yield m
+    # whatever a failing test left: its containers, then any mount under its store
+    if (m.root / "moorage.db").exists():
+        ids = m("ps", "-aq", "--no-trunc", check=False).stdout.split()
+        if ids:
+            m("rm", "-f", *ids, check=False)
+    with open("/proc/mounts") as f:
+        leftover = [line.split()[1] for line in f if line.split()[1].startswith(str(tmp_path))]
+    for mountpoint in reversed(leftover):
+        subprocess.run(["umount", "-l", mountpoint], check=False)
 
 
 @pytest.fixture(scope="session")

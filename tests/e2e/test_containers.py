@@ -376,3 +376,17 @@ def test_log_rotation(moor: Moor, bb: str) -> None:
     out = moor("logs", "lr").stdout.split()
     assert out[-1] == "line-40" and len(out) < 40
     moor("rm", "lr")
+
+
+def test_foreground_run_forwards_signals(moor: Moor, bb: str) -> None:
+    p = moor.popen(
+        "run", "--rm", "--name", "sig", "bb:1", "sh", "-c",
+        "trap 'echo got-term; exit 5' TERM; echo ready; while true; do sleep 0.05; done",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=30)
+    assert out == b"got-term\n" and p.returncode == 5
+    assert moor("ps", "-aq").stdout == ""
