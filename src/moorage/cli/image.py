@@ -14,7 +14,7 @@ import click
 
 from moorage.cli.common import confirm, echo_pruned, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound, Unsupported
-from moorage.format import format_inspect, format_list
+from moorage.format import format_list
 from moorage.units import human_size, parse_time, since
 
 IMAGES_TABLE = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
@@ -301,31 +301,15 @@ def history_cmd(
     )
 
 
-def _inspect_images(ctx: click.Context, names: tuple[str, ...], fmt: str | None, what: str) -> None:
-    svc = engine(ctx).images
-    found: list[Any] = []
-    missing: list[str] = []
-    for name in names:
-        rec = svc.find(name)
-        if rec is None:
-            missing.append(name)
-        else:
-            found.append(svc.inspect(rec))
-    if found or not missing:
-        click.echo(format_inspect(found, fmt), nl=False)
-    for name in missing:
-        error(f"No such {what}: {name}")
-    if missing:
-        sys.exit(1)
-
-
 @click.command("inspect")
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format: json or a Go template.")
 @click.pass_context
 def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str | None) -> None:
     """Display detailed information on one or more images."""
-    _inspect_images(ctx, names, fmt, "image")
+    from moorage.cli.container import inspect_containers
+
+    inspect_containers(ctx, names, fmt, "image")
 
 
 @click.command("inspect")
