@@ -425,7 +425,6 @@ def test_copy_to_refuses_to_escape(resolver: str, tmp_path: Path) -> None:
         mktar(("a/../../escape", "reg", b"x")),
         mktar(("hostlink/escape", "reg", b"x")),
         mktar(("evil", "sym", str(outside)), ("evil/escape", "reg", b"x")),
-        mktar(("evil2", "sym", "../../.."), ("evil2/etc/escape", "reg", b"x")),
         mktar(("hl", "lnk", "../../etc/passwd")),
         mktar(("hl", "lnk", "hostlink/thing")),
     ]
@@ -434,7 +433,112 @@ def test_copy_to_refuses_to_escape(resolver: str, tmp_path: Path) -> None:
             copy_to_container(root, "/empty", tar)
     assert tree(outside) == before
     assert not (tmp_path / "escape").exists() and not (root / "escape").exists()
+    # the symlinks above resolve in the root, to a directory that is not there: none is made
+    assert not (root / str(outside).lstrip("/")).exists()
     assert (root / "etc/passwd").read_text() == "root:x:0:0:in-container\n"
+    # a parent symlink climbing out of the root is followed as in a chroot: "../../.." from
+    # /empty stops at the root, so this is the container's /etc
+    copy_to_container(
+        root, "/empty", mktar(("evil2", "sym", "../../.."), ("evil2/etc/escape", "reg", b"x"))
+    )
+    assert (root / "etc/escape").read_bytes() == b"x"
+    assert tree(outside) == before
+    assert not (tmp_path / "etc").exists() and not (tmp_path / "escape").exists()
+
+
+def image_root(base: Path) -> Path:
+    """A Debian-like root: /lib -> usr/lib (relative), /etc2 -> /etc (absolute)."""
+    root = base / "root"
+    for d in ("usr/lib", "etc", "home"):
+        (root / d).mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:in-container\n")
+    os.symlink("usr/lib", root / "lib")
+    os.symlink("/etc", root / "etc2")
+    os.symlink("../../../../../../usr", root / "home/clamp")  # ".." stops at the root
+    os.symlink("/etc/passwd", root / "usr/lib/victim")
+    return root
+
+
+def test_copy_to_follows_parent_symlinks_in_root(resolver: str, tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    copy_to_container(root, "/", mktar(("lib/x", "reg", b"X"), ("etc2/y", "reg", b"Y")))
+    assert (root / "usr/lib/x").read_bytes() == b"X"
+    assert (root / "etc/y").read_bytes() == b"Y"
+    assert os.readlink(root / "lib") == "usr/lib" and os.readlink(root / "etc2") == "/etc"
+    # docker cp somefile CTR:/lib/ (the destination itself was already followed)
+    copy_to_container(root, "/lib/", mktar(("foo", "reg", b"F")))
+    assert (root / "usr/lib/foo").read_bytes() == b"F"
+    # missing directories are created below the link's target; ".." clamps at the root;
+    # a hard link's target is found through the links too
+    tar = mktar(
+        ("lib/new/deeper/z", "reg", b"Z"),
+        ("home/clamp/lib/q", "reg", b"Q"),
+        ("lib/hl", "lnk", "etc2/y"),
+    )
+    copy_to_container(root, "/", tar)
+    assert (root / "usr/lib/new/deeper/z").read_bytes() == b"Z"
+    assert (root / "usr/lib/q").read_bytes() == b"Q"
+    assert os.stat(root / "usr/lib/hl").st_ino == os.stat(root / "etc/y").st_ino
+    # a symlink from the archive is followed by the entries after it
+    copy_to_container(root, "/home", mktar(("l2", "sym", "../usr/lib"), ("l2/w", "reg", b"W")))
+    assert (root / "usr/lib/w").read_bytes() == b"W"
+    assert os.readlink(root / "home/l2") == "../usr/lib"
+    # the last component is never followed: the symlink is replaced, /etc/passwd untouched
+    copy_to_container(root, "/", mktar(("lib/victim", "reg", b"replaced")))
+    assert not (root / "usr/lib/victim").is_symlink()
+    assert (root / "usr/lib/victim").read_bytes() == b"replaced"
+    assert (root / "etc/passwd").read_text() == "root:x:0:0:in-container\n"
+    # as Docker (NoOverwriteDirNonDir): a directory entry does not replace the symlink
+    with pytest.raises(InvalidArgument, match="cannot overwrite non-directory"):
+        copy_to_container(root, "/", mktar(("lib/", "dir", b""), ("lib/v", "reg", b"V")))
+    assert os.readlink(root / "lib") == "usr/lib"
+    # a link to a file, to nothing, or a loop leads to no directory: refused
+    os.symlink("/etc/passwd", root / "tofile")
+    os.symlink("/nonexistent", root / "nowhere")
+    os.symlink("loop2", root / "loop1")
+    os.symlink("loop1", root / "loop2")
+    for name in ("tofile", "nowhere", "loop1"):
+        with pytest.raises(InvalidArgument):
+            copy_to_container(root, "/", mktar((f"{name}/f", "reg", b"x")))
+    assert not (root / "nonexistent").exists()
+    assert (root / "etc/passwd").read_text() == "root:x:0:0:in-container\n"
+
+
+def test_copy_to_parent_symlink_out_of_root_stays_inside(resolver: str, tmp_path: Path) -> None:
+    root = image_root(tmp_path)
+    sentinel = tmp_path / "sentinel"
+    sentinel.mkdir()
+    (sentinel / "host-file").write_text("host")
+    before = tree(sentinel)
+    os.symlink("/../../.." + str(sentinel), root / "esc")  # absolute, with ".." above "/"
+    os.symlink("../sentinel", root / "escrel")  # relative, climbing out of the root
+    from_archive: list[tuple[str, str, bytes | str]] = [
+        ("esc3", "sym", "/../../" + str(sentinel)),  # a link from the archive itself
+        ("esc3/z", "reg", b"Z"),
+    ]
+    cases: list[list[tuple[str, str, bytes | str]]] = [
+        [("esc/z", "reg", b"Z")],
+        [("escrel/z", "reg", b"Z")],
+        from_archive,
+    ]
+    # the links resolve inside the root, where there is no such directory: refused
+    for entries in cases:
+        with pytest.raises(InvalidArgument):
+            copy_to_container(root, "/", mktar(*entries))
+        assert tree(sentinel) == before
+    inside = root / str(sentinel).lstrip("/")
+    assert not inside.exists() and not (root / "sentinel").exists()
+    # once the container has them, that is where the entries go
+    inside.mkdir(parents=True)
+    (root / "sentinel").mkdir()
+    copy_to_container(root, "/", mktar(("esc/z", "reg", b"Z1")))
+    assert (inside / "z").read_bytes() == b"Z1"
+    copy_to_container(root, "/", mktar(("escrel/z", "reg", b"Z2")))
+    assert (root / "sentinel/z").read_bytes() == b"Z2"
+    copy_to_container(root, "/usr", mktar(*from_archive))
+    assert (inside / "z").read_bytes() == b"Z"
+    assert tree(sentinel) == before
+    assert not (sentinel / "z").exists()
 
 
 def test_copy_to_overwrite_rules(tmp_path: Path) -> None:
@@ -726,10 +830,16 @@ while True:
 """
 
 
+@pytest.mark.parametrize("via_parent", [False, True], ids=["dest", "parent"])
 @pytest.mark.parametrize("use_openat2", [True, False], ids=["openat2", "fallback"])
 def test_race_swapping_dir_and_symlink(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_openat2: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, use_openat2: bool, via_parent: bool
 ) -> None:
+    """A container swaps /data with symlinks to a host directory while we copy both ways.
+
+    ``via_parent``: copy in at ``/`` with entries named ``data/...``, so the swapped path is
+    an entry's parent (followed in the root) rather than the destination.
+    """
     if not use_openat2:
         monkeypatch.setattr(fsops, "_openat2_usable", False)
     root = tmp_path / "root"
@@ -770,9 +880,10 @@ def test_race_swapping_dir_and_symlink(
                 data = out.getvalue()
                 assert marker not in data, src
                 assert b"host-only-file" not in data, src
-            tar = mktar(("payload", "reg", b"payload %d" % i), ("sub/p2", "reg", b"p2"))
+            pre = "data/" if via_parent else ""
+            tar = mktar((pre + "payload", "reg", b"payload %d" % i), (pre + "sub/p2", "reg", b"p2"))
             try:
-                copy_to_container(root, "/data", tar)
+                copy_to_container(root, "/" if via_parent else "/data", tar)
                 counts["to_ok"] += 1
             except (NotFound, InvalidArgument):
                 counts["refused"] += 1

@@ -10,8 +10,11 @@ the root:
   openat2, an equivalent component-by-component walk), so absolute symlinks and ``..`` are
   clamped to the root;
 * everything *below* that point is reached relative to an already open directory fd, one
-  component at a time, with ``O_NOFOLLOW``: a symlink met while walking or extracting is
-  archived as a link or refused, never followed.  Regular files are opened as ``O_PATH`` first,
+  component at a time, with ``O_NOFOLLOW``: a symlink met while walking is archived as a link,
+  never followed.  Copying *into* a container follows a symlink met among an entry's parent
+  directories the way Docker's chrooted extraction does, by resolving that directory with
+  :func:`resolve_in_root` again; the entry itself is always created with ``O_NOFOLLOW`` /
+  ``O_EXCL`` relative to its parent's fd.  Regular files are opened as ``O_PATH`` first,
   checked with ``fstat`` and re-opened through ``/proc/self/fd``, so a container cannot swap in
   a device node between the check and the read.
 
@@ -528,6 +531,13 @@ class _Extractor:
     directory is never replaced by a non-directory or vice versa (Docker's
     NoOverwriteDirNonDir); files are created with O_EXCL, so nothing the container prepared
     (a fifo, a hard link to something precious) is ever written through.
+
+    A symlink among an entry's parent directories is refused, unless ``in_root`` gives the
+    container's root fd and the in-root path of ``dest_fd``: then it is followed as Docker's
+    chrooted extraction does, by resolving the directory's in-root path with
+    :func:`resolve_in_root` (absolute targets start at the root, ``..`` stops there), so it
+    always leads to a directory inside the root; one that leads nowhere (a missing directory,
+    a non-directory, a loop) is refused.  The last component of an entry is never followed.
     """
 
     def __init__(
@@ -539,8 +549,10 @@ class _Extractor:
         keep_tar_ids: bool,
         rename_to: str | None,
         display: str,
+        in_root: tuple[int, str] | None = None,
     ) -> None:
         self._dest = dest_fd
+        self._in_root = in_root
         self._chown = chown
         self._ids = ids
         self._keep_ids = keep_tar_ids
@@ -568,8 +580,12 @@ class _Extractor:
 
     # -- walking ------------------------------------------------------------------------------
 
-    def _dir(self, comps: _Comps, create: bool) -> int:
-        """An fd of the directory ``comps`` under the destination, created if asked."""
+    def _dir(self, comps: _Comps, create: bool, *, follow_last: bool = True) -> int:
+        """An fd of the directory ``comps`` under the destination, created if asked.
+
+        Symlinks among ``comps`` are followed in the root when extracting into a container
+        (see the class docstring); ``follow_last=False`` refuses one as the last component.
+        """
         if not comps:
             return self._dest
         fd = self._cache.get(comps)
@@ -588,7 +604,8 @@ class _Extractor:
         owned = False
         try:
             for j in range(i, len(comps)):
-                nxt = self._open_child_dir(cur, comps[: j + 1], create)
+                follow = follow_last or j < len(comps) - 1
+                nxt = self._open_child_dir(cur, comps[: j + 1], create, follow)
                 if owned:
                     os.close(cur)
                 cur, owned = nxt, True
@@ -599,7 +616,7 @@ class _Extractor:
         self._cache[comps] = cur
         return cur
 
-    def _open_child_dir(self, pfd: int, comps: _Comps, create: bool) -> int:
+    def _open_child_dir(self, pfd: int, comps: _Comps, create: bool, follow: bool) -> int:
         name = comps[-1]
         created = False
         for _ in range(_CREATE_ATTEMPTS):
@@ -613,12 +630,13 @@ class _Extractor:
                     created = True
                 continue
             except OSError as e:
-                if e.errno in (errno.ELOOP, errno.ENOTDIR):
-                    raise InvalidArgument(
-                        f"{self._show(comps)} is a symlink or not a directory; "
-                        "refusing to follow it"
-                    ) from None
-                raise
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                if follow and self._in_root is not None and self._is_symlink(pfd, name):
+                    return self._follow(comps)
+                raise InvalidArgument(
+                    f"{self._show(comps)} is a symlink or not a directory; refusing to follow it"
+                ) from None
             if created:
                 try:
                     if self._chown:
@@ -629,6 +647,42 @@ class _Extractor:
                     raise
             return fd
         raise InvalidArgument(f"cannot create directory {self._show(comps)}: it keeps changing")
+
+    @staticmethod
+    def _is_symlink(pfd: int, name: str) -> bool:
+        try:
+            st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+        except OSError:
+            return False
+        return stat.S_ISLNK(st.st_mode)
+
+    def _follow(self, comps: _Comps) -> int:
+        """The directory ``comps`` (whose last component is a symlink), resolved in the root.
+
+        The whole in-root path is resolved again rather than the link alone: a relative
+        target is relative to its parent and ``..`` must stop at the root, and
+        :func:`resolve_in_root` does both safely however the container changes things
+        meanwhile.  Docker's MkdirAll does not create missing directories through a symlink
+        either: a link to nothing is refused.
+        """
+        assert self._in_root is not None
+        root_fd, base = self._in_root
+        path = base.rstrip("/") + "/" + "/".join(comps)
+        try:
+            pathfd = resolve_in_root(root_fd, path, follow_final=True)
+        except (NotFound, InvalidArgument) as e:
+            raise InvalidArgument(
+                f"{self._show(comps)} is a symlink that does not lead to a directory "
+                f"in the container: {e}"
+            ) from None
+        try:
+            return os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pathfd)
+        except NotADirectoryError:
+            raise InvalidArgument(
+                f"{self._show(comps)} is a symlink that does not lead to a directory"
+            ) from None
+        finally:
+            os.close(pathfd)
 
     def _make_room(self, pfd: int, comps: _Comps, is_dir: bool) -> None:
         """Remove a non-directory in the way; refuse to mix up directories and the rest."""
@@ -726,7 +780,7 @@ class _Extractor:
         self._make_room(pfd, comps, is_dir=True)
         with contextlib.suppress(FileExistsError):
             os.mkdir(comps[-1], 0o700, dir_fd=pfd)
-        fd = self._dir(comps, create=False)
+        fd = self._dir(comps, create=False, follow_last=False)
         if self._chown:
             os.fchown(fd, *self._owner(m))
         self._set_xattrs(fd, m)
@@ -820,7 +874,7 @@ class _Extractor:
         """Apply directory modes and mtimes, now that no more children will be added."""
         for comps, (mode, ns) in self._dirs.items():
             try:
-                fd = self._dir(comps, create=False)
+                fd = self._dir(comps, create=False, follow_last=False)
             except (InvalidArgument, OSError):
                 continue  # changed by the container meanwhile
             os.fchmod(fd, mode)
@@ -1005,11 +1059,15 @@ def copy_to_container(
     """``docker cp - CTR:DEST``: extract ``tar_stream`` into the directory ``dest_path``.
 
     DEST is resolved in the root, following symlinks (an absolute one resolves inside the
-    root) and must be an existing directory.  Entries are created relative to it without
-    following any symlink: an entry whose parent is a symlink (in the archive or already in
-    the container) is refused with :class:`InvalidArgument`, as are names climbing above
-    DEST.  Entries are owned by ``uid:gid`` (the container's root) unless ``copy_uid_gid``
-    keeps the archive's owners (``docker cp -a``); new parent directories get ``uid:gid``.
+    root) and must be an existing directory.  Entries are created relative to it as Docker's
+    chrooted extraction does: a symlink among an entry's parent directories (already in the
+    container, or extracted from the archive) is followed within the root (``lib/foo`` with
+    ``/lib -> usr/lib`` lands in ``/usr/lib/foo``; ``/etc2 -> /../../host`` means the
+    container's ``/host``); one leading to no directory there is refused with
+    :class:`InvalidArgument`, as are names climbing above DEST.  The entry itself never
+    follows a symlink: a non-directory in its place is replaced.  Entries are owned by
+    ``uid:gid`` (the container's root) unless ``copy_uid_gid`` keeps the archive's owners
+    (``docker cp -a``); new parent directories get ``uid:gid``.
     """
     clean, _, _ = _normalize(dest_path)
     root_fd = _open_root(root)
@@ -1032,6 +1090,7 @@ def copy_to_container(
                 keep_tar_ids=copy_uid_gid,
                 rename_to=None,
                 display=clean,
+                in_root=(root_fd, clean),
             )
             _extract(tar_stream, ex)
         finally:
