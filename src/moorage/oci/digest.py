@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 
@@ -33,6 +32,8 @@ class Digest:
     @classmethod
     def of(cls, data: bytes) -> Digest:
         """The sha256 digest of ``data``."""
+        import hashlib  # here, not at the top: OpenSSL's start-up is paid only when hashing
+
         return cls("sha256", hashlib.sha256(data).hexdigest())
 
     @classmethod

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,6 +79,8 @@ def remove_abandoned(directory: Path, prefix: str = "") -> int:
         if not name.startswith(prefix) or not is_abandoned(path):
             continue
         if path.is_dir() and not path.is_symlink():
+            import shutil  # rarely needed; it imports bz2 and lzma
+
             # rmtree never follows symlinks (fd-based on Linux): safe on hostile layer content
             shutil.rmtree(path, ignore_errors=True)
         else:

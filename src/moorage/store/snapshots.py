@@ -10,9 +10,7 @@ directories whose builder died are removed by the next command.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,14 +22,16 @@ from moorage.store.locks import remove_abandoned
 R = TypeVar("R")
 _TMP_PREFIX = ".tmp-"
 
-_libc = ctypes.CDLL("libc.so.6", use_errno=True)  # find_library would exec ldconfig
 
 
 def syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path``: one syscall instead of an fsync per file."""
+    import ctypes  # only when a snapshot is written
+
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)  # by name: find_library execs ldconfig
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
+        if libc.syncfs(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), str(path))
     finally:
@@ -57,7 +57,7 @@ class SnapshotStore:
     def create(self, diff_id: Digest | None, fill: Callable[[Path], R]) -> tuple[Digest, R]:
         """Build a snapshot: ``fill(diff_dir)`` writes the files and returns a result whose
         ``diff_id`` attribute names the snapshot when ``diff_id`` is not known up front."""
-        tmp = self.dir / f"{_TMP_PREFIX}{secrets.token_hex(8)}"
+        tmp = self.dir / f"{_TMP_PREFIX}{os.urandom(8).hex()}"
         tmp.mkdir(mode=0o700)
         fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -87,7 +87,7 @@ class SnapshotStore:
     def remove(self, diff_id: Digest) -> None:
         """Remove a snapshot; first renamed aside so a crash never leaves half of one."""
         p = self.path(diff_id)
-        aside = self.dir / f"{_TMP_PREFIX}rm-{diff_id.hex[:16]}-{secrets.token_hex(4)}"
+        aside = self.dir / f"{_TMP_PREFIX}rm-{diff_id.hex[:16]}-{os.urandom(4).hex()}"
         try:
             os.rename(p, aside)
         except FileNotFoundError:
