@@ -130,6 +130,19 @@ def test_df_reports_what_prune_gives_back(moor: Moor, busybox_tar: Path, bb: str
     assert next(r for r in rows if r["Type"] == "Images")["Size"] == "0B"
 
 
+def test_df_and_prune_count_containers(moor: Moor, busybox_tar: Path, bb: str) -> None:
+    script = "head -c 300000 /bin/busybox > /f; echo hi"
+    moor("run", "--name", "stopped", "bb:1", "sh", "-c", script)
+    rows = {
+        r["Type"]: r
+        for r in map(json.loads, moor("system", "df", "--format", "json").stdout.splitlines())
+    }
+    assert rows["Containers"]["TotalCount"] == "1" and rows["Containers"]["Active"] == "0"
+    assert rows["Containers"]["Reclaimable"].startswith("300")
+    out = moor("system", "prune", "-f").stdout
+    assert out.startswith("Deleted Containers:\n") and moor("ps", "-aq").stdout == ""
+
+
 def test_info_and_check(moor: Moor, bb: str) -> None:
     assert moor("info", "--format", "{{.Images}} {{.Driver}}").stdout == "1 overlay\n"
     doc = json.loads(moor("info", "--format", "json").stdout)

@@ -184,3 +184,25 @@ def test_incomplete_snapshot_is_removed_by_the_next_command(tmp_path: Path) -> N
     os.utime(stale, (old, old))
     Store.open(tmp_path / "root", tmp_path / "run")  # what every command does first
     assert not stale.exists()
+
+
+def test_df_reclaimable_is_exactly_what_system_prune_frees(tmp_path: Path) -> None:
+    from moorage.engine.containers.service import ContainerService
+    from moorage.engine.containers.spec import ContainerSpec
+    from moorage.engine.images.importer import import_rootfs
+    from moorage.engine.system import disk_usage, prune
+
+    eng = Engine(tmp_path / "root", tmp_path / "run")
+    import_rootfs(eng.store, _rootfs({"a": b"1" * 5000}), reference="keep:1")
+    import_rootfs(eng.store, _rootfs({"b": b"2" * 7000}), reference="drop:1")
+    import_rootfs(eng.store, _rootfs({"c": b"3" * 900}))  # dangling
+    svc = ContainerService(eng.store, eng.images)
+    rec = svc.create(ContainerSpec(image="drop:1", args=("true",)))
+    (svc.overlay(rec.id) / "diff" / "written").write_bytes(b"x" * 4000)
+    orphan = eng.store.content.put(b"o" * 1234)
+    expected = sum(row.reclaimable for row in disk_usage(eng.images))
+    report = prune(eng.images, all_unused=True)
+    assert report.reclaimed == expected
+    assert report.containers == [rec.id]
+    assert not eng.store.content.exists(orphan)
+    assert sum(row.size for row in disk_usage(eng.images)) == 0

@@ -147,6 +147,8 @@ def system_prune_cmd(
     if not confirm(warning, force):
         return
     report = prune(engine(ctx).images, all_unused=all_unused)
+    if report.containers:
+        click.echo("Deleted Containers:\n" + "\n".join(report.containers) + "\n")
     echo_pruned(report.deleted, report.reclaimed)
 
 

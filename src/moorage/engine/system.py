@@ -6,13 +6,16 @@ import os
 import platform
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moorage import __version__
 from moorage.engine.images import ImageService
 from moorage.oci.digest import Digest
 from moorage.store import Store
 from moorage.store.gc import collect
+
+if TYPE_CHECKING:
+    from moorage.engine.containers.service import ContainerRecord, ContainerService
 
 
 @dataclass(frozen=True)
@@ -24,20 +27,46 @@ class UsageRow:
     reclaimable: int
 
 
+def _containers(images: ImageService) -> ContainerService:
+    from moorage.engine.containers.service import ContainerService
+
+    return ContainerService(images.store, images)
+
+
+def container_bytes(containers: ContainerService, rec: ContainerRecord) -> int:
+    """A container's own disk use: its writable layer and its logs."""
+    from moorage.store.snapshots import dir_usage
+
+    logs = sum(p.stat().st_size for p in containers.userdata(rec.id).glob("ctr.log*"))
+    return dir_usage(containers.overlay(rec.id) / "diff") + logs
+
+
 def disk_usage(images: ImageService) -> list[UsageRow]:
-    """``system df``: what each kind of object takes and what ``system prune -a`` frees."""
+    """``system df``: what each kind of object takes, and what ``system prune -a`` frees
+    (it removes stopped containers first, so only running ones keep their images)."""
     store = images.store
+    containers = _containers(images)
+    ctrs = containers.ls()
+    running = [c for c in ctrs if c.running]
+    sizes = {c.id: container_bytes(containers, c) for c in ctrs}
     recs = images.ls()
-    active = sum(1 for r in recs if images.containers_using(r.id))
-    size, reclaim = images.disk_usage()
+    in_use = {c.image_id for c in ctrs}
+    kept = {c.image_id for c in running}
+    size = images.exclusive_bytes(str(r.id) for r in recs)
+    reclaim = images.exclusive_bytes(str(r.id) for r in recs if str(r.id) not in kept)
     orphans = orphan_bytes(store)
-    n_containers = store.db.conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0]
     return [
-        UsageRow("Images", len(recs), active, size + orphans, reclaim + orphans),
-        UsageRow("Containers", n_containers, 0, 0, 0),
+        UsageRow(
+            "Images", len(recs), sum(1 for r in recs if str(r.id) in in_use),
+            size + orphans, reclaim + orphans,
+        ),
+        UsageRow(
+            "Containers", len(ctrs), len(running), sum(sizes.values()),
+            sum(v for k, v in sizes.items() if k not in {c.id for c in running}),
+        ),
         UsageRow("Local Volumes", 0, 0, 0, 0),
         UsageRow("Build Cache", 0, 0, 0, 0),
-    ]
+    ]  # fmt: skip
 
 
 def orphan_bytes(store: Store) -> int:
@@ -47,14 +76,22 @@ def orphan_bytes(store: Store) -> int:
 
 @dataclass
 class PruneReport:
+    containers: list[str] = field(default_factory=list)
     deleted: list[tuple[str, str]] = field(default_factory=list)  # (kind, value)
     reclaimed: int = 0
 
 
 def prune(images: ImageService, *, all_unused: bool) -> PruneReport:
-    """``system prune``: unused images (dangling, or all with -a) and orphaned content."""
+    """``system prune``: stopped containers, then unused images (dangling, or all with -a),
+    then orphaned content."""
     store = images.store
     report = PruneReport()
+    containers = _containers(images)
+    for rec in containers.ls():
+        if not rec.running:
+            report.reclaimed += container_bytes(containers, rec)
+            containers.remove(rec.id, force=True)
+            report.containers.append(rec.id)
     with store.collecting():
         report.reclaimed += collect(store, dry_run=True).bytes_freed
     events, reclaimed = images.prune(all_unused=all_unused)

@@ -23,7 +23,6 @@ R = TypeVar("R")
 _TMP_PREFIX = ".tmp-"
 
 
-
 def syncfs(path: Path) -> None:
     """Flush the filesystem holding ``path``: one syscall instead of an fsync per file."""
     import ctypes  # only when a snapshot is written

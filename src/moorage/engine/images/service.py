@@ -292,9 +292,11 @@ class ImageService:
             for r in self.ls()
             if (r.dangling or all_unused) and not self.containers_using(r.id)
         }
-        return self._exclusive_bytes(prunable)
+        return self.exclusive_bytes(prunable)
 
-    def _exclusive_bytes(self, image_ids: Iterable[str]) -> int:
+    def exclusive_bytes(self, image_ids: Iterable[str]) -> int:
+        """Bytes that only these images use: their layers (blob and snapshot), configs and
+        manifests."""
         ids = set(image_ids)
         if not ids:
             return 0
@@ -322,11 +324,6 @@ class ImageService:
                 with contextlib.suppress(NotFound):
                     total += self.store.content.size(d)
         return total
-
-    def disk_usage(self) -> tuple[int, int]:
-        """(bytes the images take, bytes ``system prune -a`` would free)."""
-        all_ids = [str(r.id) for r in self.ls()]
-        return self._exclusive_bytes(all_ids), self.reclaimable(all_unused=True)
 
     def collect_garbage(self, *, blocking: bool) -> GCResult | None:
         with self.store.collecting(blocking=blocking) as got:
