@@ -454,7 +454,7 @@ def rename_cmd(ctx: click.Context, container: str, new_name: str) -> None:
 @click.pass_context
 def cleanup_cmd(ctx: click.Context, container: str) -> None:
     """Record a container's exit and release its resources (conmon's exit command)."""
-    _service(ctx).cleanup(container)
+    _service(ctx).cleanup(container, restart=True)
 
 
 # ---- ps, logs, inspect --------------------------------------------------------------------

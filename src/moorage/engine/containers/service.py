@@ -360,19 +360,20 @@ class ContainerService:
             "--root", str(self.store.root), "--runroot", str(self.store.runroot),
             "container", "cleanup", cid,
         ]  # fmt: skip
-        flock = shutil.which("flock")
-        if flock is None:
+        if shutil.which("flock") is None:
             return cleanup
-        # while an attached moor holds the lock, starting a Python here would only compete
-        # with it for the CPU: it does the cleanup; if it died, the lock is free
-        return [flock, "--nonblock", "--conflict-exit-code", "0", str(self.attached_lock(cid)),
-                *cleanup]  # fmt: skip
+        # while an attached moor holds its lock, starting a Python here would only compete
+        # with it for the CPU: it records the exit itself. The lock is only tested, never
+        # held, so a restarted container's own exit command is never locked out.
+        script = 'flock --nonblock "$0" true || exit 0; exec "$@"'
+        return ["/bin/sh", "-c", script, str(self.attached_lock(cid)), *cleanup]
 
     # ---- exit, cleanup -------------------------------------------------------------------
 
-    def cleanup(self, ref: str) -> None:
+    def cleanup(self, ref: str, *, restart: bool = False) -> None:
         """Record how the container ended, release its runtime state and rootfs; remove it
-        (``--rm``) or restart it (restart policy). Idempotent; conmon's exit command."""
+        (``--rm``). Idempotent. Only conmon's exit command passes ``restart``: it alone
+        applies the restart policy (with its back-off), so no other command ever waits."""
         rec = self._find_raw(ref)
         if rec is None:
             return
@@ -393,7 +394,7 @@ class ContainerService:
         if rec.spec.auto_remove:
             self.remove(rec.id, force=True)
             return
-        if self._should_restart(rec):
+        if restart and self._should_restart(rec):
             delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 60.0)
             if rec.started_at and rec.finished_at and rec.finished_at - rec.started_at > 10:
                 delay = 0.1  # it ran a while: start over with the shortest back-off
