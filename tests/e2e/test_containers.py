@@ -390,3 +390,21 @@ def test_foreground_run_forwards_signals(moor: Moor, bb: str) -> None:
     out, _ = p.communicate(timeout=30)
     assert out == b"got-term\n" and p.returncode == 5
     assert moor("ps", "-aq").stdout == ""
+
+
+def test_logs_options_top_and_ps_size(moor: Moor, bb: str) -> None:
+    moor("run", "-d", "--name", "lg", "bb:1", "sh", "-c",
+         "for i in 1 2 3 4 5; do echo line-$i; done; exec sleep 60")  # fmt: skip
+    deadline = time.time() + 5
+    while moor("logs", "lg").stdout.count("\n") < 5 and time.time() < deadline:
+        time.sleep(0.05)
+    assert moor("logs", "--tail", "2", "lg").stdout == "line-4\nline-5\n"
+    assert moor("logs", "--since", "1h", "lg").stdout.count("\n") == 5
+    assert moor("logs", "--until", "2000-01-01T00:00:00Z", "lg").stdout == ""
+    r = moor("logs", "--since", "yesterday-ish", "lg", check=False)
+    assert r.returncode == 1 and "since" in r.stderr
+    top = moor("top", "lg").stdout.splitlines()
+    assert "PID" in top[0] and any("sleep 60" in line for line in top[1:])
+    size = moor("ps", "-s", "--format", "{{.Size}}").stdout
+    assert "(virtual " in size
+    moor("rm", "-f", "lg")
