@@ -9,7 +9,6 @@ rename of identical content is atomic; the second simply replaces the first with
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,8 @@ class BlobWriter:
         self._fd = fd
         # hashing=False: the caller hashes the same bytes itself (e.g. the layer unpacker
         # reading through a tee) and must pass that digest to commit()
+        import hashlib  # OpenSSL's start-up only for commands that write blobs
+
         self._hash = hashlib.sha256() if hashing else None
         self.size = 0
         self._closed = False
@@ -173,6 +174,8 @@ class ContentStore:
             return w.commit(digest)
 
     def verify(self, digest: Digest) -> bool:
+        import hashlib
+
         h = hashlib.sha256()
         try:
             with self.open(digest) as f:

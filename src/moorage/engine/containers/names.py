@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 
 _LEFT = [
     "admiring",
@@ -306,4 +306,5 @@ _RIGHT = [
 
 
 def random_name() -> str:
-    return f"{secrets.choice(_LEFT)}_{secrets.choice(_RIGHT)}"
+    a, b = (int.from_bytes(os.urandom(4), "big") for _ in range(2))
+    return f"{_LEFT[a % len(_LEFT)]}_{_RIGHT[b % len(_RIGHT)]}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import shutil
 import signal as signals
 import sqlite3
@@ -213,7 +212,7 @@ class ContainerService:
         process_args(spec, image_config)  # fails early with "no command specified"
         if spec.stop_signal is None and image_config.get("StopSignal"):
             spec = _replace(spec, stop_signal=image_config["StopSignal"])
-        cid = secrets.token_hex(32)
+        cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
         with self.store.adding():
@@ -247,7 +246,7 @@ class ContainerService:
             name = random_name()
             if self.find(name) is None:
                 return name
-        return f"{random_name()}_{secrets.token_hex(2)}"
+        return f"{random_name()}_{os.urandom(2).hex()}"
 
     def _write_etc(self, ud: Path, hostname: str, network_mode: str) -> None:
         (ud / "hostname").write_text(hostname + "\n")
