@@ -15,15 +15,27 @@ from moorage.engine.containers.spec import ContainerSpec
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _overlay_mounts() -> int:
+def _overlay_mounts(under: Path) -> int:
+    """Overlay mounts below this test's directory (other tests may run meanwhile)."""
     with open("/proc/mounts") as f:
-        return sum(1 for line in f if " overlay " in line)
+        return sum(
+            1 for line in f if " overlay " in line and line.split()[1].startswith(str(under))
+        )
 
 
-def _conmons() -> int:
-    return int(
-        subprocess.run(["pgrep", "-c", "-x", "conmon"], capture_output=True, text=True).stdout or 0
-    )
+def _conmons(under: Path) -> int:
+    """conmon processes working for containers in this test's store."""
+    count = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmdline.startswith(b"/usr/bin/conmon") and str(under).encode() in cmdline:
+            count += 1
+    return count
 
 
 def test_create_rm_1000_and_run_rm_100_cycles(tmp_path: Path, busybox_tar: Path) -> None:
@@ -34,7 +46,7 @@ def test_create_rm_1000_and_run_rm_100_cycles(tmp_path: Path, busybox_tar: Path)
         check=True, capture_output=True,
     )  # fmt: skip
     svc = ContainerService(eng.store, eng.images)
-    mounts, conmons = _overlay_mounts(), _conmons()
+    mounts, conmons = _overlay_mounts(tmp_path), _conmons(tmp_path)
     for _ in range(1000):
         rec = svc.create(ContainerSpec(image="bb:1"))
         svc.remove(rec.id)
@@ -44,11 +56,11 @@ def test_create_rm_1000_and_run_rm_100_cycles(tmp_path: Path, busybox_tar: Path)
         svc.start(rec.id)
         assert svc.wait(rec.id) == 0
         svc.remove(rec.id, force=True)
-    assert _overlay_mounts() == mounts
+    assert _overlay_mounts(tmp_path) == mounts
     deadline = time.monotonic() + 60
-    while _conmons() > conmons and time.monotonic() < deadline:
+    while _conmons(tmp_path) > conmons and time.monotonic() < deadline:
         time.sleep(0.2)  # the last conmons are still running their exit commands
-    assert _conmons() <= conmons
+    assert _conmons(tmp_path) <= conmons
     assert eng.store.db.conn.execute("SELECT COUNT(*) FROM containers").fetchone()[0] == 0
     assert list((eng.root / "containers").iterdir()) == []
     assert list((eng.runroot / "containers").iterdir()) == []
