@@ -408,3 +408,59 @@ def test_logs_options_top_and_ps_size(moor: Moor, bb: str) -> None:
     size = moor("ps", "-s", "--format", "{{.Size}}").stdout
     assert "(virtual " in size
     moor("rm", "-f", "lg")
+
+
+def test_review_regressions(moor: Moor, bb: str, tmp_path: Path, busybox_tar: Path) -> None:
+    import io
+    import tarfile
+
+    # a conmon that is slow to record the exit: nothing records a made-up code meanwhile
+    cid = moor("run", "-d", "bb:1", "sh", "-c", "sleep 0.3; exit 7").stdout.strip()
+    conmon_pid = int((moor.runroot / "containers" / cid / "conmon.pid").read_text())
+    os.kill(conmon_pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.8)
+        assert moor("ps", "-a", "--format", "{{.State}}").stdout == "running\n"
+    finally:
+        os.kill(conmon_pid, signal.SIGCONT)
+    assert moor("wait", cid).stdout == "7\n"
+    moor("rm", cid)
+
+    # stop during a restart back-off ends the restarts
+    moor("run", "-d", "--name", "loop", "--restart", "always", "bb:1", "sh", "-c", "exit 1")
+    time.sleep(1.0)
+    moor("stop", "loop")
+    count = json.loads(moor("inspect", "loop").stdout)[0]["RestartCount"]
+    time.sleep(2.0)
+    assert json.loads(moor("inspect", "loop").stdout)[0]["RestartCount"] <= count + 1
+    moor("rm", "-f", "loop")
+
+    # an attached run hands its restart policy over when it returns
+    r = moor("run", "--name", "att", "--restart", "on-failure:2", "bb:1", "sh", "-c", "exit 3",
+             check=False)  # fmt: skip
+    assert r.returncode == 3
+    deadline = time.time() + 10
+    while json.loads(moor("inspect", "att").stdout)[0]["RestartCount"] < 2:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    moor("rm", "-f", "att")
+
+    # start -a of a running container attaches to it
+    moor("run", "-d", "--name", "live", "bb:1", "sh", "-c", "sleep 0.5; echo late")
+    r = moor("start", "-a", "live", check=False)
+    assert "Traceback" not in r.stderr and r.returncode == 0 and "late" in r.stdout
+    moor("rm", "-f", "live")
+
+    # an image whose /etc/passwd is a FIFO cannot hang start
+    buf = io.BytesIO()
+    with tarfile.open(busybox_tar) as src, tarfile.open(fileobj=buf, mode="w") as dst:
+        for m in src.getmembers():
+            if m.name.lstrip("./") == "etc/passwd":
+                m = tarfile.TarInfo(m.name)
+                m.type = tarfile.FIFOTYPE
+                dst.addfile(m)
+            else:
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    moor("import", "-", "fifo:1", input=buf.getvalue())
+    r = moor("run", "--rm", "-u", "nobody", "fifo:1", "id", check=False, timeout=30)
+    assert r.returncode == 125 and "unable to find user nobody" in r.stderr

@@ -271,12 +271,19 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
 
     with flocked(lock, exclusive=True):
         try:
-            svc.start(rec.id, attach=on_created)
+            if rec.running:  # start -a of a running container: just attach
+                on_created(svc.layout(rec.id).attach_socket(rec.id))
+            else:
+                svc.start(rec.id, attach=on_created)
         except MoorageError as e:
             if spec.auto_remove:
                 with contextlib.suppress(MoorageError):
                     svc.remove(rec.id, force=True)
             _engine_error(e)
+        except OSError as e:
+            _engine_error(MoorageError(f"cannot attach to {rec.name}: {e.strerror}"))
+        if not sock_box:  # started by another command meanwhile
+            sock_box.append(att.connect(svc.layout(rec.id).attach_socket(rec.id)))
         sock = sock_box[0]
         runtime = svc.runtime(rec)
 
@@ -301,7 +308,23 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
     if spec.auto_remove:
         with contextlib.suppress(MoorageError):
             svc.remove(rec.id, force=True)
+    elif spec.restart not in ("", "no"):
+        _hand_over_restart(svc, rec.id)
     return code
+
+
+def _hand_over_restart(svc: Any, cid: str) -> None:
+    """An attached run ends here, but its restart policy goes on (as with Docker's daemon):
+    conmon's exit command was skipped while we were attached, so start it ourselves."""
+    import subprocess
+
+    subprocess.Popen(
+        svc.cleanup_command(cid),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _exit_code(svc: Any, rec: Any) -> int:

@@ -195,12 +195,18 @@ class ContainerService:
         if rec.spec.log_opts:
             # no daemon watches the log: every command that looks at the container rotates it
             logmod.keep_rotated(layout.log_path, logmod.parse_log_opts(list(rec.spec.log_opts)))
+        if _alive(rec.conmon_pid):
+            if rec.state == "created" and _alive(rec.pid):
+                # started, but the command that started it died before recording it
+                st = self.runtime(rec).state(rec.id)
+                if st is not None and st.get("status") == "running":
+                    self._update(rec.id, state="running", started_at=time.time())
+                    return self._reload(rec.id)
+            return rec  # conmon still watches it: its exit file will tell
         if rec.state in ("running", "paused") and not _alive(rec.pid):
-            # died without conmon recording it (conmon was killed): ask the runtime
-            st = self.runtime(rec).state(rec.id)
-            if st is None or st.get("status") == "stopped":
-                self._finish(rec.id, 137 if st is None else 0, time.time())
-                return self._reload(rec.id)
+            # ended while nobody watched (conmon was killed): the code is unknown
+            self.cleanup(rec.id)
+            return self._reload(rec.id)
         return rec
 
     # ---- create --------------------------------------------------------------------------
@@ -230,9 +236,11 @@ class ContainerService:
                         (cid, name, str(image.id), spec.image, time.time(),
                          json.dumps({**spec.to_json(), "hostname": hostname, "name": name})),
                     )  # fmt: skip
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError as e:
                 shutil.rmtree(overlay, ignore_errors=True)
                 shutil.rmtree(ud, ignore_errors=True)
+                if "FOREIGN KEY" in str(e):
+                    raise NotFound(f"No such image: {spec.image} (removed meanwhile)") from None
                 holder = self.find(name)
                 raise AlreadyExists(
                     f'Conflict. The container name "/{name}" is already in use by container '
@@ -277,6 +285,11 @@ class ContainerService:
             raise Conflict(f"cannot start a paused container {rec.name}, try unpause instead")
         with self.locked(rec.id):
             rec = self._reload(rec.id)
+            # decided again under the lock: another command may have started it meanwhile
+            if rec.state == "running":
+                return rec
+            if rec.state == "paused":
+                raise Conflict(f"cannot start a paused container {rec.name}, try unpause instead")
             try:
                 self._start_locked(rec, attach)
             except BaseException:
@@ -353,12 +366,16 @@ class ContainerService:
         """Held by a ``moor`` attached to the container: it records the exit itself."""
         return self.run_dir / cid / "attached"
 
-    def _exit_command(self, cid: str) -> list[str]:
-        cleanup = [
+    def cleanup_command(self, cid: str) -> list[str]:
+        """``moor container cleanup CID`` for this store: conmon's exit command."""
+        return [
             sys.executable, "-m", "moorage",
             "--root", str(self.store.root), "--runroot", str(self.store.runroot),
             "container", "cleanup", cid,
         ]  # fmt: skip
+
+    def _exit_command(self, cid: str) -> list[str]:
+        cleanup = self.cleanup_command(cid)
         if shutil.which("flock") is None:
             return cleanup
         # while an attached moor holds its lock, starting a Python here would only compete
@@ -371,26 +388,34 @@ class ContainerService:
 
     def cleanup(self, ref: str, *, restart: bool = False) -> None:
         """Record how the container ended, release its runtime state and rootfs; remove it
-        (``--rm``). Idempotent. Only conmon's exit command passes ``restart``: it alone
-        applies the restart policy (with its back-off), so no other command ever waits."""
+        (``--rm``) unless an attached ``moor`` will. Idempotent. Only conmon's exit command
+        (and an attached run handing over) pass ``restart``: they alone apply the restart
+        policy with its back-off, so no other command ever waits."""
         rec = self._find_raw(ref)
         if rec is None:
             return
         with self.locked(rec.id):
             rec = self._find_raw(rec.id)
-            if rec is None or rec.state not in ("running", "paused", "created"):
+            if rec is None:
                 return
-            exit_file = self.layout(rec.id).exit_file(rec.id)
-            if not exit_file.exists() and (rec.state == "created" or _alive(rec.pid)):
-                return
-            try:
-                code = int(exit_file.read_text().strip() or 0)
-                finished = exit_file.stat().st_mtime
-            except (FileNotFoundError, ValueError):
-                code, finished = 137, time.time()
-            self._finish(rec.id, code, finished)
+            if rec.state in ("running", "paused", "created"):
+                exit_file = self.layout(rec.id).exit_file(rec.id)
+                watched = rec.state == "created" or _alive(rec.pid) or _alive(rec.conmon_pid)
+                if not exit_file.exists() and watched:
+                    return  # still running, or conmon is about to write the code
+                try:
+                    code = int(exit_file.read_text().strip() or 0)
+                    finished = exit_file.stat().st_mtime
+                except (FileNotFoundError, ValueError):
+                    code, finished = 137, time.time()  # nobody saw how it ended
+                self._finish(rec.id, code, finished)
             rec = self._reload(rec.id)
+        if rec.state != "exited":
+            return
         if rec.spec.auto_remove:
+            with flocked(self.attached_lock(rec.id), exclusive=True, blocking=False) as free:
+                if not free:
+                    return  # the attached moor reads the exit code, then removes it
             self.remove(rec.id, force=True)
             return
         if restart and self._should_restart(rec):
@@ -448,9 +473,9 @@ class ContainerService:
 
     def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
         rec = self.get(ref)
+        self._update(rec.id, stopped_by_user=1)  # also cancels a restart in its back-off
         if not rec.running:
             return rec
-        self._update(rec.id, stopped_by_user=1)
         if rec.state == "paused":
             with contextlib.suppress(RuntimeFailure):
                 self.runtime(rec).resume(rec.id)
@@ -510,6 +535,20 @@ class ContainerService:
                 self._wait_exit(rec, 10)
                 self._wait_conmon(rec, 2)
         with self.locked(rec.id):
+            fresh = self._find_raw(rec.id)
+            if fresh is None:
+                return rec
+            rec = fresh
+            if rec.running and _alive(rec.pid) and not force:
+                # started by another command since we looked
+                raise Conflict(
+                    f"You cannot remove a running container {rec.id}. Stop the container "
+                    "before attempting removal or force remove"
+                )
+            if rec.running and _alive(rec.pid):
+                with contextlib.suppress(RuntimeFailure):
+                    self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
+                self._wait_exit(rec, 10)
             self._teardown_runtime(rec.id)
             if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):
                 # created but never started (e.g. moor was killed mid-start): end its conmon
@@ -602,6 +641,11 @@ def _read_in_root(rootfs: Path, path: str) -> bytes | None:
         except (NotFound, InvalidArgument):
             return None
         try:
+            import stat as stmod
+
+            # only a regular file: a FIFO or device here would block or feed us anything
+            if not stmod.S_ISREG(os.fstat(fd).st_mode):
+                return None
             with open(f"/proc/self/fd/{fd}", "rb") as f:
                 return f.read(1 << 20)
         except OSError:
