@@ -3,7 +3,8 @@
 Overlay's whiteouts become OCI's: a 0/0 character device ``x`` is written as ``.wh.x``, an
 opaque directory (xattr ``trusted.overlay.opaque=y``) gets a ``.wh..wh..opq`` entry. Entries
 are sorted and, with ``clamp_mtime``, timestamps are clamped, so equal trees give equal
-digests. Nothing is followed: symlinks are stored as links.
+digests. The walk goes by directory fds and never follows a symlink, so a container that
+swaps a directory for a symlink while its upper dir is read cannot make us read the host.
 """
 
 from __future__ import annotations
@@ -11,93 +12,102 @@ from __future__ import annotations
 import os
 import stat
 import tarfile
-from pathlib import Path
 from typing import BinaryIO
 
 _OPAQUE = "trusted.overlay.opaque"
 _KEEP_XATTRS = ("security.capability",)
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _xattrs(path: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in _KEEP_XATTRS:
-        try:
-            value = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-        out[f"SCHILY.xattr.{name}"] = value.decode("latin-1")
-    return out
-
-
-def _is_opaque(path: str) -> bool:
-    try:
-        return os.getxattr(path, _OPAQUE, follow_symlinks=False) == b"y"
+def _xattr(dir_fd: int, name: str, key: str) -> bytes | None:
+    try:  # through the open directory: its magic link cannot be swapped under us
+        return os.getxattr(f"/proc/self/fd/{dir_fd}/{name}", key, follow_symlinks=False)
     except OSError:
-        return False
+        return None
 
 
-def write_layer(upper: Path, out: BinaryIO, *, clamp_mtime: int | None = None) -> None:
-    """Write ``upper`` as a layer tar to ``out``."""
+def write_layer(
+    upper: os.PathLike[str] | str, out: BinaryIO, *, clamp_mtime: int | None = None
+) -> None:
+    """Write the directory ``upper`` as a layer tar to ``out``."""
     seen_inodes: dict[tuple[int, int], str] = {}
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
 
-        def add(rel: str, full: str) -> None:
-            st = os.lstat(full)
-            name = rel + ("/" if stat.S_ISDIR(st.st_mode) else "")
+        def add(dir_fd: int, name: str, rel: str) -> int | None:
+            """Add one entry; returns an fd of it when it is a directory to descend into."""
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+            mtime = (
+                min(int(st.st_mtime), clamp_mtime) if clamp_mtime is not None else int(st.st_mtime)
+            )
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 head, base = os.path.split(rel)
-                ti = tarfile.TarInfo(os.path.join(head, f".wh.{base}"))
-                ti.mtime = _mtime(st.st_mtime, clamp_mtime)
-                tf.addfile(ti)
-                return
-            ti = tarfile.TarInfo(name)
+                wh = tarfile.TarInfo(os.path.join(head, f".wh.{base}"))
+                wh.mtime = mtime
+                tf.addfile(wh)
+                return None
+            ti = tarfile.TarInfo(rel + ("/" if stat.S_ISDIR(st.st_mode) else ""))
             ti.mode = stat.S_IMODE(st.st_mode)
             ti.uid, ti.gid = st.st_uid, st.st_gid
             ti.uname = ti.gname = ""
-            ti.mtime = _mtime(st.st_mtime, clamp_mtime)
-            ti.pax_headers = _xattrs(full)
+            ti.mtime = mtime
+            caps = {
+                f"SCHILY.xattr.{k}": v.decode("latin-1")
+                for k in _KEEP_XATTRS
+                if (v := _xattr(dir_fd, name, k)) is not None
+            }
+            ti.pax_headers = caps
             key = (st.st_dev, st.st_ino)
-            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in seen_inodes:
-                ti.type = tarfile.LNKTYPE
-                ti.linkname = seen_inodes[key]
-                tf.addfile(ti)
-                return
             if stat.S_ISREG(st.st_mode):
+                if st.st_nlink > 1 and key in seen_inodes:
+                    ti.type = tarfile.LNKTYPE
+                    ti.linkname = seen_inodes[key]
+                    tf.addfile(ti)
+                    return None
                 seen_inodes[key] = rel
-                ti.size = st.st_size
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
                 with os.fdopen(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                        return None  # swapped while we looked: skip it
+                    ti.size = os.fstat(f.fileno()).st_size
                     tf.addfile(ti, f)
-                return
+                return None
             if stat.S_ISDIR(st.st_mode):
                 ti.type = tarfile.DIRTYPE
-            elif stat.S_ISLNK(st.st_mode):
+                child = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                tf.addfile(ti)
+                if _xattr(dir_fd, name, _OPAQUE) == b"y":
+                    wh = tarfile.TarInfo(os.path.join(rel, ".wh..wh..opq"))
+                    wh.mtime = mtime
+                    tf.addfile(wh)
+                return child
+            if stat.S_ISLNK(st.st_mode):
                 ti.type = tarfile.SYMTYPE
-                ti.linkname = os.readlink(full)
+                ti.linkname = os.readlink(name, dir_fd=dir_fd)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 ti.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
                 ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
             elif stat.S_ISFIFO(st.st_mode):
                 ti.type = tarfile.FIFOTYPE
             else:
-                return  # sockets have no place in a layer
+                return None  # sockets have no place in a layer
             tf.addfile(ti)
-            if stat.S_ISDIR(st.st_mode) and _is_opaque(full):
-                wh = tarfile.TarInfo(os.path.join(rel, ".wh..wh..opq"))
-                wh.mtime = ti.mtime
-                tf.addfile(wh)
+            return None
 
-        def walk(rel: str, full: str) -> None:
-            for entry in sorted(os.listdir(full)):
-                r = os.path.join(rel, entry) if rel else entry
-                f = os.path.join(full, entry)
-                add(r, f)
-                if os.path.isdir(f) and not os.path.islink(f):
-                    walk(r, f)
+        def walk(dir_fd: int, rel: str) -> None:
+            for name in sorted(os.listdir(dir_fd)):
+                child_rel = f"{rel}/{name}" if rel else name
+                try:
+                    child = add(dir_fd, name, child_rel)
+                except FileNotFoundError:
+                    continue  # removed while we walked
+                if child is not None:
+                    try:
+                        walk(child, child_rel)
+                    finally:
+                        os.close(child)
 
-        walk("", str(upper))
-
-
-def _mtime(mtime: float, clamp: int | None) -> int:
-    t = int(mtime)
-    return min(t, clamp) if clamp is not None else t
+        top = os.open(upper, _DIR_FLAGS)
+        try:
+            walk(top, "")
+        finally:
+            os.close(top)
