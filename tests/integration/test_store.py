@@ -206,3 +206,15 @@ def test_df_reclaimable_is_exactly_what_system_prune_frees(tmp_path: Path) -> No
     assert report.containers == [rec.id]
     assert not eng.store.content.exists(orphan)
     assert sum(row.size for row in disk_usage(eng.images)) == 0
+
+
+def test_gc_removes_a_dead_creates_container_dir(tmp_path: Path) -> None:
+    eng = Engine(tmp_path / "root", tmp_path / "run")
+    eng.store.db  # noqa: B018  (creates the database)
+    stray = eng.root / "containers" / ("e" * 64)
+    stray.mkdir(parents=True)
+    (stray / "hosts").write_text("x")
+    with eng.store.collecting():
+        result = collect(eng.store)
+    assert f"containers/{'e' * 64}" in result.snapshots_removed
+    assert not stray.exists()

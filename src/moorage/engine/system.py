@@ -148,7 +148,10 @@ def check(images: ImageService, *, repair: bool) -> CheckReport:
             garbage = collect(store, dry_run=True)
             report.leftovers.extend(f"orphan blob {d}" for d in garbage.blobs_removed)
             report.leftovers.extend(
-                f"orphan snapshot overlay/{name}" for name in garbage.snapshots_removed
+                f"orphan directory {name}"
+                if name.startswith("containers/")
+                else f"orphan snapshot overlay/{name}"
+                for name in garbage.snapshots_removed
             )
     if repair and (report.problems or report.leftovers):
         for image_id in report.damaged_images:

@@ -9,6 +9,7 @@ content that it has not yet recorded.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 
@@ -105,6 +106,16 @@ def collect(store: Store, *, dry_run: bool = False) -> GCResult:
         if not dry_run:
             store.content.delete(digest)
         result.blobs_removed.append(digest)
+
+    # a container's own files, left by a create that died before its row was written
+    userdata = store.root / "containers"
+    if userdata.is_dir():
+        containers = {str(r["id"]) for r in conn.execute("SELECT id FROM containers")}
+        for name in os.listdir(userdata):
+            if name not in containers:
+                if not dry_run:
+                    shutil.rmtree(userdata / name, ignore_errors=True)
+                result.snapshots_removed.append(f"containers/{name}")
 
     for name in list(store.snapshots.names()):
         if name in live_names:

@@ -44,6 +44,7 @@ from moorage.oci.reference import parse_reference
 from moorage.store import Store
 
 _SMALL = 8 << 20  # JSON documents up to this size are also kept in memory
+_MAX_KEPT = 64 << 20  # ... up to this much in all; the rest is read back from the store
 _BLOB_NAME = re.compile(r"^blobs/(sha256|sha512)/([a-f0-9]+)$")
 _REF_NAME = "org.opencontainers.image.ref.name"
 _CONTAINERD_NAME = "io.containerd.image.name"
@@ -67,6 +68,7 @@ class _ArchiveReader:
         self.store = store
         self.members: dict[str, _Member] = {}
         self.links: dict[str, str] = {}
+        self._kept = 0  # bytes of members held in memory
 
     def read(self, stream: BinaryIO) -> None:
         try:
@@ -101,8 +103,9 @@ class _ArchiveReader:
                 expected = Digest.parse(f"{bm.group(1)}:{bm.group(2)}")
             except MoorageError:
                 raise InvalidArchive(f"invalid image archive: bad blob name {name}") from None
-        keep = size <= _SMALL and (name.endswith((".json", "repositories", "oci-layout")) or bm)
-        if keep or (size <= _SMALL and not bm and not name.endswith("layer.tar")):
+        small = size <= _SMALL and self._kept + size <= _MAX_KEPT
+        if small and (bm or not name.endswith("layer.tar")):
+            self._kept += size
             data = f.read()
             if len(data) != size:
                 raise InvalidArchive(f"invalid image archive: {name} is truncated")
