@@ -75,6 +75,7 @@ def test_unknown_image(moor: Moor, bb: str, args: tuple[str, ...]) -> None:
 
 def test_inspect_unknown_object(moor: Moor, bb: str) -> None:
     assert _fails(moor, "inspect", "nope") == "Error: No such object: nope"
+    assert moor("inspect", "nope", check=False).stdout == "[]\n"  # as Docker
 
 
 @pytest.mark.parametrize(

@@ -703,7 +703,7 @@ def inspect_containers(
             missing.append(name)
         else:
             found.append(doc)
-    if found or not missing:
+    if found or fmt is None:  # as Docker: "[]" even when nothing was found
         from moorage.format import format_inspect
 
         click.echo(format_inspect(found, fmt), nl=False)
