@@ -49,6 +49,7 @@ from moorage.errors import (
     Unsupported,
 )
 from moorage.oci.digest import Digest
+from moorage.store.dirfds import DirFdCache
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -774,15 +775,13 @@ class _Extractor:
     def __init__(self, root_fd: int, same_owner: bool) -> None:
         self._root = root_fd
         self._same_owner = same_owner
-        self._cache: dict[_Comps, int] = {}
+        self._fds: DirFdCache[bytes] = DirFdCache(root_fd)
         self._dirs: dict[_Comps, tuple[int, int]] = {}  # deferred (mode, mtime_ns)
         self.files = 0
         self.content_size = 0
 
     def close(self) -> None:
-        for fd in self._cache.values():
-            os.close(fd)
-        self._cache.clear()
+        self._fds.close()
 
     # -- walking ------------------------------------------------------------------------------
 
@@ -805,38 +804,14 @@ class _Extractor:
 
     def _dir(self, comps: _Comps, create: bool) -> int:
         """fd of the directory at ``comps`` inside dest, never following a symlink."""
-        if not comps:
-            return self._root
-        fd = self._cache.get(comps)
-        if fd is not None:
-            return fd
-        i = len(comps) - 1
-        cur = self._root
-        while i > 0:
-            cached = self._cache.get(comps[:i])
-            if cached is not None:
-                cur = cached
-                break
-            i -= 1
-        owned = False
-        try:
-            for j in range(i, len(comps)):
-                nxt = self._open_child_dir(cur, comps[j], comps[: j + 1], create)
-                if owned:
-                    os.close(cur)
-                cur, owned = nxt, True
-        except BaseException:
-            if owned:
-                os.close(cur)
-            raise
-        self._cache[comps] = cur
-        return cur
+        return self._fds.walk(
+            comps, lambda pfd, prefix: self._open_child_dir(pfd, prefix[-1], prefix, create)
+        )
 
     def _forget(self, comps: _Comps) -> None:
         """``comps`` was removed: drop cached fds and deferred metadata at and below it."""
         n = len(comps)
-        for k in [k for k in self._cache if k[:n] == comps]:
-            os.close(self._cache.pop(k))
+        self._fds.forget(comps)
         for k in [k for k in self._dirs if k[:n] == comps]:
             del self._dirs[k]
 
@@ -888,7 +863,7 @@ class _Extractor:
     def apply(self, e: _Entry, reader: _TarReader) -> None:
         if e.type == _GNU_VOLHDR:
             return
-        if len(self._cache) > _MAX_DIR_CACHE:
+        if len(self._fds) > _MAX_DIR_CACHE:
             self.close()
         comps = _split(e.name, "name", e.display)
         if not comps:
@@ -1016,7 +991,7 @@ class _Extractor:
     def finish(self) -> None:
         """Apply directory modes and mtimes, now that no more children will be added."""
         for comps, (mode, mtime_ns) in list(self._dirs.items()):
-            if len(self._cache) > _MAX_DIR_CACHE:
+            if len(self._fds) > _MAX_DIR_CACHE:
                 self.close()
             try:
                 fd = self._dir(comps, create=False)

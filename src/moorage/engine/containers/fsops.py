@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, BinaryIO, TypedDict, cast
 
 from moorage.errors import InvalidArgument, NotFound
+from moorage.store.dirfds import DirFdCache
 
 __all__ = [
     "CopyPlan",
@@ -558,13 +559,11 @@ class _Extractor:
         self._keep_ids = keep_tar_ids
         self._rename = rename_to
         self._display = display.rstrip("/")
-        self._cache: dict[_Comps, int] = {}
+        self._fds: DirFdCache[str] = DirFdCache(dest_fd)
         self._dirs: dict[_Comps, tuple[int, int]] = {}  # deferred (mode, mtime_ns)
 
     def close(self) -> None:
-        for fd in self._cache.values():
-            os.close(fd)
-        self._cache.clear()
+        self._fds.close()
 
     def _show(self, comps: _Comps) -> str:
         return repr(self._display + "/" + "/".join(comps))
@@ -586,35 +585,15 @@ class _Extractor:
         Symlinks among ``comps`` are followed in the root when extracting into a container
         (see the class docstring); ``follow_last=False`` refuses one as the last component.
         """
-        if not comps:
-            return self._dest
-        fd = self._cache.get(comps)
-        if fd is not None:
-            return fd
-        if len(self._cache) >= _MAX_DIR_CACHE:
+        if len(self._fds) >= _MAX_DIR_CACHE:
             self.close()
-        i = len(comps) - 1
-        cur = self._dest
-        while i > 0:
-            cached = self._cache.get(comps[:i])
-            if cached is not None:
-                cur = cached
-                break
-            i -= 1
-        owned = False
-        try:
-            for j in range(i, len(comps)):
-                follow = follow_last or j < len(comps) - 1
-                nxt = self._open_child_dir(cur, comps[: j + 1], create, follow)
-                if owned:
-                    os.close(cur)
-                cur, owned = nxt, True
-        except BaseException:
-            if owned:
-                os.close(cur)
-            raise
-        self._cache[comps] = cur
-        return cur
+        last = len(comps)
+        return self._fds.walk(
+            comps,
+            lambda pfd, prefix: self._open_child_dir(
+                pfd, prefix, create, follow_last or len(prefix) < last
+            ),
+        )
 
     def _open_child_dir(self, pfd: int, comps: _Comps, create: bool, follow: bool) -> int:
         name = comps[-1]
