@@ -74,3 +74,8 @@ def rfc3339(ts: float) -> str:
     """Unix time to RFC 3339 with nanosecond precision and ``Z``, as Docker prints."""
     dt = datetime.fromtimestamp(ts, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond:06d}000Z"
+
+
+def go_time(ts: float | None) -> str:
+    """RFC 3339, or Go's zero time for "never" (as Docker's JSON shows unset times)."""
+    return rfc3339(ts) if ts else "0001-01-01T00:00:00Z"

@@ -18,7 +18,7 @@ from typing import Any
 
 from moorage.engine.containers import logs as logmod
 from moorage.engine.containers.names import random_name
-from moorage.engine.containers.ociconfig import Placement, generate, process_args
+from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
 from moorage.engine.containers.parse import parse_restart, parse_stop_signal
 from moorage.engine.containers.rootfs import mount_overlay, unmount
 from moorage.engine.containers.spec import ContainerSpec
@@ -35,6 +35,7 @@ from moorage.runtime import OCIRuntime, RuntimeFailure, get_runtime
 from moorage.runtime.conmon import ConmonLayout, CreateFailed, spawn
 from moorage.store import Store
 from moorage.store.locks import flocked
+from moorage.units import go_time
 
 INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini")
 
@@ -137,6 +138,16 @@ class ContainerService:
 
     def rootfs(self, cid: str) -> Path:
         return self.overlay(cid) / "merged"
+
+    def lower_dirs(self, rec: ContainerRecord) -> list[Path]:
+        """The image's layer directories, top layer first, as overlay stacks them."""
+        layers = self.images.layers(_digest(rec.image_id))
+        return [self.store.snapshots.diff_dir(d) for d in reversed(layers)]
+
+    def mount_rootfs(self, rec: ContainerRecord) -> Path:
+        overlay = self.overlay(rec.id)
+        mount_overlay(self.lower_dirs(rec), overlay / "diff", overlay / "work", overlay / "merged")
+        return overlay / "merged"
 
     def runtime(self, rec: ContainerRecord) -> OCIRuntime:
         return get_runtime(rec.spec.runtime, self.store.runroot / "runtime")
@@ -301,13 +312,7 @@ class ContainerService:
         spec = rec.spec
         image = self.images.get(_digest(rec.image_id))
         image_config = self.images.config(image).get("config") or {}
-        layers = self.images.layers(image.id)
-        overlay = self.overlay(rec.id)
-        mount_overlay(
-            [self.store.snapshots.diff_dir(d) for d in reversed(layers)],
-            overlay / "diff", overlay / "work", overlay / "merged",
-        )  # fmt: skip
-        rootfs = overlay / "merged"
+        rootfs = self.mount_rootfs(rec)
         user = spec.user or image_config.get("User") or ""
         uid, gid, gids, _home = resolve_user(
             user, lambda p: _read_in_root(rootfs, p), list(spec.group_add)
@@ -315,14 +320,7 @@ class ContainerService:
         workdir = spec.workdir or image_config.get("WorkingDir") or "/"
         _ensure_workdir(rootfs, workdir, uid, gid)
         ud = self.userdata(rec.id)
-        hostname = (
-            json.loads(
-                self.store.db.conn.execute(
-                    "SELECT spec FROM containers WHERE id = ?", (rec.id,)
-                ).fetchone()["spec"]
-            ).get("hostname")
-            or rec.id[:12]
-        )
+        hostname = spec.hostname or rec.id[:12]
         place = Placement(
             cid=rec.id,
             rootfs=rootfs,
@@ -631,14 +629,29 @@ def _classify(message: str) -> MoorageError:
     return RuntimeFailure(message)
 
 
-def _read_in_root(rootfs: Path, path: str) -> bytes | None:
+@contextlib.contextmanager
+def _root_fd(rootfs: Path) -> Iterator[int]:
+    fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _resolve(root_fd: int, path: str) -> int | None:
+    """An O_PATH fd of ``path`` resolved inside the root, or None if it is not there."""
     from moorage.engine.containers.fsops import resolve_in_root
 
-    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        try:
-            fd = resolve_in_root(root_fd, path)
-        except (NotFound, InvalidArgument):
+        return resolve_in_root(root_fd, path)
+    except (NotFound, InvalidArgument):
+        return None
+
+
+def _read_in_root(rootfs: Path, path: str) -> bytes | None:
+    with _root_fd(rootfs) as root_fd:
+        fd = _resolve(root_fd, path)
+        if fd is None:
             return None
         try:
             import stat as stmod
@@ -652,22 +665,15 @@ def _read_in_root(rootfs: Path, path: str) -> bytes | None:
             return None
         finally:
             os.close(fd)
-    finally:
-        os.close(root_fd)
 
 
 def _ensure_workdir(rootfs: Path, workdir: str, uid: int, gid: int) -> None:
     """Create WORKDIR inside the root if missing (as Docker), refusing one that resolves out."""
-    from moorage.engine.containers.fsops import resolve_in_root
-
-    root_fd = os.open(rootfs, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            fd = resolve_in_root(root_fd, workdir)
+    with _root_fd(rootfs) as root_fd:
+        fd = _resolve(root_fd, workdir)
+        if fd is not None:
             os.close(fd)
             return
-        except NotFound:
-            pass
         parts = [p for p in workdir.split("/") if p and p != "."]
         if ".." in parts:
             raise InvalidArgument(f"working directory {workdir!r} must not contain '..'")
@@ -688,14 +694,6 @@ def _ensure_workdir(rootfs: Path, workdir: str, uid: int, gid: int) -> None:
                 cur = nxt
         finally:
             os.close(cur)
-    finally:
-        os.close(root_fd)
-
-
-def _go_time(ts: float | None) -> str:
-    from moorage.units import rfc3339
-
-    return rfc3339(ts) if ts else "0001-01-01T00:00:00Z"
 
 
 def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
@@ -707,15 +705,11 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         args = process_args(spec, image_config)
     except MoorageError:
         args = []
-    hostname = (
-        (svc.userdata(rec.id) / "hostname").read_text().strip()
-        if (svc.userdata(rec.id) / "hostname").exists()
-        else rec.id[:12]
-    )
-    env = merge_env_for_inspect(spec, image_config, hostname)
+    hostname = spec.hostname or rec.id[:12]
+    env = environment(spec, image_config, hostname)
     policy, maximum = parse_restart(spec.restart)
     overlay = svc.overlay(rec.id)
-    layers = [str(svc.store.snapshots.diff_dir(d)) for d in reversed(svc.images.layers(image.id))]
+    layers = [str(d) for d in svc.lower_dirs(rec)]
     entrypoint: list[str] | None
     if spec.entrypoint is None:
         entrypoint = image_config.get("Entrypoint")
@@ -724,7 +718,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
     cmd = list(spec.args) or (image_config.get("Cmd") if spec.entrypoint is None else None)
     return {
         "Id": rec.id,
-        "Created": _go_time(rec.created),
+        "Created": go_time(rec.created),
         "Path": args[0] if args else "",
         "Args": args[1:],
         "State": {
@@ -737,8 +731,8 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "Pid": rec.pid if rec.running else 0,
             "ExitCode": rec.exit_code,
             "Error": rec.error,
-            "StartedAt": _go_time(rec.started_at),
-            "FinishedAt": _go_time(rec.finished_at),
+            "StartedAt": go_time(rec.started_at),
+            "FinishedAt": go_time(rec.finished_at),
         },
         "Image": rec.image_id,
         "ResolvConfPath": str(svc.userdata(rec.id) / "resolv.conf"),
@@ -820,14 +814,6 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
     }
 
 
-def merge_env_for_inspect(
-    spec: ContainerSpec, image_config: dict[str, Any], hostname: str
-) -> list[str]:
-    from moorage.engine.containers.ociconfig import environment
-
-    return environment(spec, image_config, hostname)
-
-
 def _log_config(spec: ContainerSpec) -> dict[str, str]:
     out = {}
     for opt in spec.log_opts:
@@ -844,13 +830,7 @@ def mounted_root(svc: ContainerService, rec: ContainerRecord) -> Iterator[Path]:
         yield root
         return
     with svc.locked(rec.id):
-        image = svc.image_of(rec)
-        layers = svc.images.layers(image.id)
-        overlay = svc.overlay(rec.id)
-        mount_overlay(
-            [svc.store.snapshots.diff_dir(d) for d in reversed(layers)],
-            overlay / "diff", overlay / "work", overlay / "merged",
-        )  # fmt: skip
+        svc.mount_rootfs(rec)
         try:
             yield root
         finally:
@@ -892,17 +872,13 @@ def exec_process(
 
 def _check_executable(root: Path, command: str, env: list[str], cwd: str) -> None:
     """Docker's 126/127 for exec, decided before runc is asked (its errors reach the tty)."""
-    from moorage.engine.containers.fsops import resolve_in_root
-
     path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/bin:/bin")
     candidates = [command] if "/" in command else [f"{d}/{command}" for d in path.split(":") if d]
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
+    with _root_fd(root) as root_fd:
         for cand in candidates:
             full = cand if cand.startswith("/") else f"{cwd.rstrip('/')}/{cand}"
-            try:
-                fd = resolve_in_root(root_fd, full)
-            except (NotFound, InvalidArgument):
+            fd = _resolve(root_fd, full)
+            if fd is None:
                 continue
             try:
                 st = os.fstat(fd)
@@ -917,8 +893,6 @@ def _check_executable(root: Path, command: str, env: list[str], cwd: str) -> Non
                     f'exec failed: unable to start container process: exec: "{command}": '
                     "permission denied"
                 )
-    finally:
-        os.close(root_fd)
     raise CommandNotFound(
         f'exec failed: unable to start container process: exec: "{command}": '
         + ("no such file or directory" if "/" in command else "executable file not found in $PATH")
@@ -936,9 +910,7 @@ def container_diff(svc: ContainerService, rec: ContainerRecord) -> list[tuple[st
     for it (Docker keeps those in a hidden init layer)."""
     from moorage.engine.containers import fsops
 
-    layers = svc.images.layers(svc.image_of(rec).id)
-    lower = [svc.store.snapshots.diff_dir(d) for d in reversed(layers)]
-    changes = fsops.diff(svc.overlay(rec.id) / "diff", lower)
+    changes = fsops.diff(svc.overlay(rec.id) / "diff", svc.lower_dirs(rec))
     hidden = set(_RUNTIME_MOUNTPOINTS) | set(rec.spec.tmpfs)
     kept = [
         (kind, path)
@@ -1000,7 +972,9 @@ def commit(
                 ctr_config["Entrypoint"] = [rec.spec.entrypoint] if rec.spec.entrypoint else None
                 if not rec.spec.args:
                     ctr_config["Cmd"] = None
-            ctr_config["Env"] = merge_env_for_inspect(rec.spec, image_config, rec.id[:12])
+            ctr_config["Env"] = environment(
+                rec.spec, image_config, rec.spec.hostname or rec.id[:12]
+            )
             if rec.spec.workdir:
                 ctr_config["WorkingDir"] = rec.spec.workdir
             if rec.spec.user:

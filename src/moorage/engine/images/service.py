@@ -16,6 +16,7 @@ from moorage.oci.digest import Digest
 from moorage.oci.reference import Reference, parse_reference
 from moorage.store import Store
 from moorage.store.gc import GCResult, collect
+from moorage.units import go_time
 
 
 @dataclass(frozen=True)
@@ -371,7 +372,7 @@ class ImageService:
                 "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or []),
             },
             "Metadata": {
-                "LastTagTime": _go_time(rec.last_tag_time),
+                "LastTagTime": go_time(rec.last_tag_time),
             },
         }
 
@@ -451,14 +452,6 @@ def _comment(cfg: dict[str, Any]) -> str:
     if hist and isinstance(hist[-1], dict):
         return str(hist[-1].get("comment", ""))
     return ""
-
-
-def _go_time(ts: float | None) -> str:
-    if ts is None:
-        return "0001-01-01T00:00:00Z"
-    from moorage.units import rfc3339
-
-    return rfc3339(ts)
 
 
 def _empty_container_config() -> dict[str, Any]:
