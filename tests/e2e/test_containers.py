@@ -273,6 +273,8 @@ def test_commit_and_update(moor: Moor, bb: str) -> None:
     assert moor("run", "--rm", "snap:1").stdout == "committed\n"
     r = moor("run", "--rm", "snap:1", "ls", "/bin/vi", check=False)
     assert r.returncode == 1  # the deletion was committed as a whiteout
+    env = moor("image", "inspect", "-f", "{{json .Config.Env}}", "snap:1").stdout
+    assert "HOSTNAME" not in env  # the runtime's per-container variables are not committed
     hist = moor("history", "--format", "{{.Comment}}", "snap:1").stdout.splitlines()
     assert hist[0] == "add data"
     assert moor("inspect", "-f", "{{.State.Status}}", "cm").stdout == "running\n"  # unpaused

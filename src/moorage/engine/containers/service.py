@@ -19,7 +19,7 @@ from typing import Any
 from moorage.engine.containers import logs as logmod
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
-from moorage.engine.containers.parse import parse_restart, parse_stop_signal
+from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop_signal
 from moorage.engine.containers.rootfs import mount_overlay, unmount
 from moorage.engine.containers.spec import ContainerSpec
 from moorage.engine.containers.users import resolve_user
@@ -972,9 +972,7 @@ def commit(
                 ctr_config["Entrypoint"] = [rec.spec.entrypoint] if rec.spec.entrypoint else None
                 if not rec.spec.args:
                     ctr_config["Cmd"] = None
-            ctr_config["Env"] = environment(
-                rec.spec, image_config, rec.spec.hostname or rec.id[:12]
-            )
+            ctr_config["Env"] = merge_env(image_config.get("Env") or [], list(rec.spec.env))
             if rec.spec.workdir:
                 ctr_config["WorkingDir"] = rec.spec.workdir
             if rec.spec.user:
