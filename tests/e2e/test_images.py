@@ -156,3 +156,26 @@ def test_global_root_flag_overrides_env(moor: Moor, tmp_path: Path, busybox_tar:
     assert (other / "moorage.db").exists()
     assert moor("images", "-q").stdout == ""
     assert moor("--root", str(other), "images", "--format", "{{.Repository}}").stdout == "x\n"
+
+
+def test_check_finds_damage_and_repair_removes_it(moor: Moor, busybox_tar: Path, bb: str) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("only-here")
+        ti.size = 5
+        tf.addfile(ti, io.BytesIO(b"hello"))
+    other = moor("import", "-", "other:1", input=buf.getvalue()).stdout.strip()
+    layer = json.loads(moor("image", "inspect", "other:1").stdout)[0]["RootFS"]["Layers"][0]
+    blob = moor.root / "blobs" / "sha256" / layer.split(":")[1]  # an uncompressed layer
+    blob.write_bytes(b"corrupt")
+    r = moor("system", "check", check=False)
+    assert r.returncode == 1 and "is missing or corrupt" in r.stdout and "other:1" in r.stdout
+    out = moor("system", "check", "--repair").stdout
+    assert f"repaired: removed damaged image {other}" in out
+    assert moor("images", "--format", "{{.Repository}}").stdout == "bb\n"
+    assert not blob.exists()
+    assert moor("system", "check").stdout.strip() == "No problems found"
+    assert moor("run", "--rm", "bb:1", "true").returncode == 0  # the intact image still runs

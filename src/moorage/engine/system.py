@@ -155,26 +155,14 @@ def check(images: ImageService, *, repair: bool) -> CheckReport:
             )
     if repair and (report.problems or report.leftovers):
         for image_id in report.damaged_images:
-            # drop the damaged image and its layers' rows: a new pull/load brings them back
+            # drop the damaged image (a new pull/load brings it back); the collection below
+            # forgets the layers no image uses any more and removes their files
             with store.db.transaction() as c:
-                diff_ids = [
-                    r["diff_id"]
-                    for r in c.execute(
-                        "SELECT diff_id FROM image_layers WHERE image_id = ?", (image_id,)
-                    )
-                ]
                 c.execute("DELETE FROM images WHERE id = ?", (image_id,))
-                for d in diff_ids:
-                    used = c.execute(
-                        "SELECT 1 FROM image_layers WHERE diff_id = ? LIMIT 1", (d,)
-                    ).fetchone()
-                    if used is None:
-                        c.execute("DELETE FROM layers WHERE diff_id = ?", (d,))
             report.repaired.append(f"removed damaged image {image_id}")
-        for d in list(store.content.list()):
-            # a corrupt blob that an intact image still needs cannot be repaired here
-            if not blob_ok(d) and str(d) in verified:
-                store.content.delete(d)
+        for digest, ok in verified.items():
+            if not ok:  # found corrupt above: never leave it to be served again
+                store.content.delete(Digest.parse(digest))
         with store.collecting() as _:
             gc = collect(store)
         if gc.blobs_removed or gc.snapshots_removed:
