@@ -227,8 +227,9 @@ class ImageService:
             set_tag(conn, str(ref.with_default_tag()), rec.id, time.time())
         return self.get(rec.id)
 
-    def remove(self, name: str, *, force: bool = False) -> list[RemoveEvent]:
-        """``rmi``: untag if named by a tag and other tags remain; else delete the image."""
+    def remove(self, name: str, *, force: bool = False, collect: bool = True) -> list[RemoveEvent]:
+        """``rmi``: untag if named by a tag and other tags remain; else delete the image.
+        ``collect=False`` leaves deleting its files to the caller's one collection."""
         rec = self.resolve(name)
         events: list[RemoveEvent] = []
         by_tag: str | None = None
@@ -271,7 +272,8 @@ class ImageService:
                 return events
             conn.execute("DELETE FROM images WHERE id = ?", (str(rec.id),))
             events.append(RemoveEvent("deleted", str(rec.id)))
-        self.collect_garbage(blocking=False)
+        if collect:
+            self.collect_garbage(blocking=False)
         return events
 
     def prune(self, *, all_unused: bool = False) -> tuple[list[RemoveEvent], int]:
@@ -282,7 +284,7 @@ class ImageService:
             if self.containers_using(rec.id):
                 continue
             if rec.dangling or all_unused:
-                events.extend(self.remove(str(rec.id), force=True))
+                events.extend(self.remove(str(rec.id), force=True, collect=False))
         self.collect_garbage(blocking=True)
         return events, before
 
