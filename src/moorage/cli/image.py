@@ -244,13 +244,14 @@ def rmi_cmd(ctx: click.Context, images: tuple[str, ...], force: bool, no_prune: 
     failed = False
     for name in images:
         try:
-            events = svc.remove(name, force=force)
+            events = svc.remove(name, force=force, collect=False)
         except MoorageError as e:
             error(str(e))
             failed = True
             continue
         for ev in events:
             click.echo(f"{ev.kind.capitalize()}: {ev.value}")
+    svc.collect_garbage(blocking=False)  # once for all the images named
     if failed:
         sys.exit(1)
 
