@@ -466,3 +466,46 @@ def test_review_regressions(moor: Moor, bb: str, tmp_path: Path, busybox_tar: Pa
     moor("import", "-", "fifo:1", input=buf.getvalue())
     r = moor("run", "--rm", "-u", "nobody", "fifo:1", "id", check=False, timeout=30)
     assert r.returncode == 125 and "unable to find user nobody" in r.stderr
+
+
+def test_foreground_rm_run_is_seen_and_reached_from_other_shells(moor: Moor, bb: str) -> None:
+    """A foreground ``--rm`` run goes without conmon: other commands still see its state and
+    pid, can stop it, and it leaves nothing behind."""
+    before = _mounts(moor.root)
+    p = moor.popen(
+        "run", "--rm", "--name", "fg", "bb:1", "sh", "-c",
+        "trap 'echo bye; exit 9' TERM; echo ready; while true; do sleep 0.05; done",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"ready\n"
+    doc = json.loads(moor("inspect", "fg").stdout)[0]
+    assert doc["State"]["Running"] is True and doc["State"]["Pid"] > 0
+    assert moor("ps", "--format", "{{.Names}} {{.State}}").stdout == "fg running\n"
+    assert moor("top", "fg").returncode == 0
+    assert moor("stop", "-t", "5", "fg").stdout == "fg\n"
+    out, _ = p.communicate(timeout=30)
+    assert out == b"bye\n" and p.returncode == 9
+    assert moor("ps", "-aq").stdout == ""
+    assert _mounts(moor.root) == before
+    assert not list((moor.root / "containers").iterdir())
+    assert not list((moor.runroot / "containers").iterdir())
+
+
+def test_kill_9_of_a_foreground_rm_run(moor: Moor, bb: str) -> None:
+    """The container outlives the killed ``moor``; once it ends, the next look removes it."""
+    before = _mounts(moor.root)
+    p = moor.popen(
+        "run", "--rm", "--name", "orphan", "bb:1", "sh", "-c", "echo up; sleep 1",
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert p.stdout is not None and p.stdout.readline() == b"up\n"
+    p.kill()
+    p.wait()
+    assert moor("ps", "--format", "{{.Names}} {{.State}}").stdout == "orphan running\n"
+    deadline = time.time() + 15
+    while moor("ps", "-aq").stdout and time.time() < deadline:
+        time.sleep(0.2)
+    assert moor("ps", "-aq").stdout == ""
+    assert _mounts(moor.root) == before
+    assert not list((moor.root / "containers").iterdir())

@@ -250,12 +250,27 @@ def run_cmd(
             _engine_error(e)
         click.echo(rec.id)
         return
+    if _straight(spec, sig_proxy, attach_streams):
+        try:
+            sys.exit(svc.run_foreground(rec))
+        except MoorageError as e:
+            _engine_error(e)
     sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=attach_streams))
+
+
+def _straight(spec: Any, sig_proxy: bool, streams: tuple[str, ...]) -> bool:
+    """Whether a foreground run can skip conmon and run on our stdio: a ``--rm`` container
+    keeps no log, so only a terminal (the runtime would have to own ours), a terminal as
+    its stdin (it runs in a process group of its own) or a choice of streams need conmon."""
+    if not spec.auto_remove or spec.tty or not sig_proxy or streams:
+        return False
+    return not (spec.open_stdin and os.isatty(0))
 
 
 def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ...] = ()) -> int:
     """Start ``rec`` attached to our stdio; returns the container's exit code."""
     from moorage.engine.containers import attach as att
+    from moorage.engine.containers.sigproxy import proxy_signals
     from moorage.store.locks import flocked
 
     spec = rec.spec
@@ -294,7 +309,7 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
         terminal = (
             att.raw_terminal(svc.layout(rec.id).winsz) if spec.tty else contextlib.nullcontext()
         )
-        proxy = att.proxy_signals(send) if sig_proxy and not spec.tty else contextlib.nullcontext()
+        proxy = proxy_signals(send) if sig_proxy and not spec.tty else contextlib.nullcontext()
         devnull = open(os.devnull, "wb")  # noqa: SIM115
         with terminal, proxy, devnull:
             att.relay(

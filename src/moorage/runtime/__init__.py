@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from moorage.errors import MoorageError
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 class RuntimeFailure(MoorageError):
@@ -19,6 +22,9 @@ class OCIRuntime(Protocol):
     path: str
     state_root: Path
 
+    def run(
+        self, cid: str, bundle: Path, *, pid_file: Path, log_file: Path, stdin: bool
+    ) -> subprocess.Popen[bytes]: ...
     def start(self, cid: str) -> None: ...
     def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None: ...
     def delete(self, cid: str, *, force: bool = False) -> None: ...

@@ -133,7 +133,7 @@ def spawn(
         os.close(r)
         if w >= 0:
             os.close(w)
-    conmon_pid = _read_pid(layout.conmon_pidfile)
+    conmon_pid = read_pid(layout.conmon_pidfile)
     if not data:
         msg = err.decode(errors="replace").strip() or "conmon exited without a word"
         raise RuntimeFailure(f"conmon failed: {msg}")
@@ -178,7 +178,7 @@ def _read_sync(fd: int) -> bytes:
             continue
 
 
-def _read_pid(path: Path) -> int:
+def read_pid(path: Path) -> int:
     try:
         return int(path.read_text().strip() or 0)
     except (FileNotFoundError, ValueError):

@@ -47,6 +47,18 @@ class RuncLike:
             raise RuntimeFailure(f"{self.name} {args[0]}: {msg[-1] if msg else 'failed'}")
         return p.stdout
 
+    def run(
+        self, cid: str, bundle: Path, *, pid_file: Path, log_file: Path, stdin: bool
+    ) -> subprocess.Popen[bytes]:
+        """``runc run`` in the foreground: the container gets our stdio as its own (no pipes),
+        the runtime forwards the signals it receives to it and exits with its status (128+N
+        for a signal), deleting the container's runtime state. The runtime's own errors go to
+        ``log_file`` (JSON lines), never to the container's stderr. It runs in a process group
+        of its own, so a terminal's Ctrl-C reaches it only through whoever forwards it."""
+        args = [self.path, *self.global_args(), "--log", str(log_file), "--log-format", "json"]
+        args += ["run", "--bundle", str(bundle), "--pid-file", str(pid_file), cid]
+        return subprocess.Popen(args, stdin=None if stdin else subprocess.DEVNULL, process_group=0)
+
     def start(self, cid: str) -> None:
         self._run("start", cid)
 

@@ -12,7 +12,6 @@ import os
 import re
 import resource
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,8 @@ def parse_bytes(s: str, what: str = "size") -> int:
     m = _SIZE_RE.fullmatch(s)
     if not m or (m.group(3) and m.group(3).lower() == "ib" and not m.group(2)):
         raise InvalidArgument(f"invalid size: '{s}'")
+    from fractions import Fraction
+
     value = Fraction(m.group(1)) * _BINARY[m.group(2).lower()]
     n = int(value)
     if n > _INT64_MAX:
@@ -86,6 +87,8 @@ def parse_cpus(s: str) -> int:
     if not _RATIONAL_RE.fullmatch(s):
         raise InvalidArgument(f"failed to parse {s} as a rational number")
     try:
+        from fractions import Fraction
+
         value = Fraction(s)
     except (ValueError, ZeroDivisionError):
         raise InvalidArgument(f"failed to parse {s} as a rational number") from None

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moorage.engine.containers import logs as logmod
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
 from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop_signal
@@ -32,7 +31,7 @@ from moorage.errors import (
     NotFound,
 )
 from moorage.runtime import OCIRuntime, RuntimeFailure, get_runtime
-from moorage.runtime.conmon import ConmonLayout, CreateFailed, spawn
+from moorage.runtime.conmon import ConmonLayout, CreateFailed, read_pid, spawn
 from moorage.store import Store
 from moorage.store.locks import flocked
 from moorage.units import go_time
@@ -162,7 +161,7 @@ class ContainerService:
 
     def ls(self) -> list[ContainerRecord]:
         rows = self.store.db.conn.execute("SELECT * FROM containers ORDER BY created DESC")
-        return [self.refresh(_record(r)) for r in rows.fetchall()]
+        return [r for r in (self.refresh(_record(row)) for row in rows.fetchall()) if r]
 
     def find(self, ref: str) -> ContainerRecord | None:
         conn = self.store.db.conn
@@ -195,16 +194,24 @@ class ContainerService:
         with self.store.db.transaction() as conn:
             conn.execute(f"UPDATE containers SET {cols} WHERE id = ?", (*fields.values(), cid))
 
-    def refresh(self, rec: ContainerRecord) -> ContainerRecord:
-        """Reconcile the recorded state with what conmon and the runtime say now."""
+    def refresh(self, rec: ContainerRecord) -> ContainerRecord | None:
+        """Reconcile the recorded state with what conmon and the runtime say now; None when
+        that removed it (a ``--rm`` container found ended)."""
         if rec.state not in ("running", "paused", "created") or rec.conmon_pid == 0:
             return rec
         layout = self.layout(rec.id)
         if layout.exit_file(rec.id).exists():
             self.cleanup(rec.id)
-            return self._reload(rec.id)
+            return self._find_raw(rec.id)
+        if rec.pid == 0 and rec.state == "running":  # a foreground run: its runtime's pid file
+            pid = read_pid(layout.pidfile)
+            if pid:
+                self._update(rec.id, pid=pid)
+                rec = _replace_record(rec, pid=pid)
         if rec.spec.log_opts:
             # no daemon watches the log: every command that looks at the container rotates it
+            from moorage.engine.containers import logs as logmod
+
             logmod.keep_rotated(layout.log_path, logmod.parse_log_opts(list(rec.spec.log_opts)))
         if _alive(rec.conmon_pid):
             if rec.state == "created" and _alive(rec.pid):
@@ -212,12 +219,12 @@ class ContainerService:
                 st = self.runtime(rec).state(rec.id)
                 if st is not None and st.get("status") == "running":
                     self._update(rec.id, state="running", started_at=time.time())
-                    return self._reload(rec.id)
+                    return self._find_raw(rec.id)
             return rec  # conmon still watches it: its exit file will tell
         if rec.state in ("running", "paused") and not _alive(rec.pid):
             # ended while nobody watched (conmon was killed): the code is unknown
             self.cleanup(rec.id)
-            return self._reload(rec.id)
+            return self._find_raw(rec.id)
         return rec
 
     # ---- create --------------------------------------------------------------------------
@@ -310,6 +317,34 @@ class ContainerService:
 
     def _start_locked(self, rec: ContainerRecord, attach: Any) -> None:
         spec = rec.spec
+        from moorage.engine.containers import logs as logmod
+
+        self._write_bundle(rec)
+        log_cfg = logmod.parse_log_opts(list(spec.log_opts))
+        runtime = self.runtime(rec)
+        layout = self.layout(rec.id)
+        if (runtime.state_root / rec.id).exists():
+            runtime.delete(rec.id, force=True)  # a leftover from a crash would block the id
+        try:
+            pid, conmon_pid = spawn(
+                runtime, rec.id, rec.name, layout,
+                stdin=spec.open_stdin, tty=spec.tty,
+                exit_command=self._exit_command(rec.id),
+                log_args=logmod.conmon_log_args(log_cfg.max_size),
+            )  # fmt: skip
+        except CreateFailed as e:
+            self._update(rec.id, error=str(e), conmon_pid=0)
+            raise _classify(str(e)) from None
+        logmod.keep_rotated(layout.log_path, log_cfg)
+        self._update(rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="")
+        if attach is not None:
+            attach(layout.attach_socket(rec.id))
+        runtime.start(rec.id)
+        self._update(rec.id, state="running", started_at=time.time(), exit_code=0)
+
+    def _write_bundle(self, rec: ContainerRecord) -> None:
+        """Mount the rootfs and write the runtime's config.json for ``rec``."""
+        spec = rec.spec
         image = self.images.get(_digest(rec.image_id))
         image_config = self.images.config(image).get("config") or {}
         rootfs = self.mount_rootfs(rec)
@@ -338,27 +373,6 @@ class ContainerService:
         tmp = ud / "config.json.tmp"
         tmp.write_text(json.dumps(config))
         os.replace(tmp, ud / "config.json")
-        log_cfg = logmod.parse_log_opts(list(spec.log_opts))
-        runtime = self.runtime(rec)
-        layout = self.layout(rec.id)
-        if (runtime.state_root / rec.id).exists():
-            runtime.delete(rec.id, force=True)  # a leftover from a crash would block the id
-        try:
-            pid, conmon_pid = spawn(
-                runtime, rec.id, rec.name, layout,
-                stdin=spec.open_stdin, tty=spec.tty,
-                exit_command=self._exit_command(rec.id),
-                log_args=logmod.conmon_log_args(log_cfg.max_size),
-            )  # fmt: skip
-        except CreateFailed as e:
-            self._update(rec.id, error=str(e), conmon_pid=0)
-            raise _classify(str(e)) from None
-        logmod.keep_rotated(layout.log_path, log_cfg)
-        self._update(rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="")
-        if attach is not None:
-            attach(layout.attach_socket(rec.id))
-        runtime.start(rec.id)
-        self._update(rec.id, state="running", started_at=time.time(), exit_code=0)
 
     def attached_lock(self, cid: str) -> Path:
         """Held by a ``moor`` attached to the container: it records the exit itself."""
@@ -488,7 +502,7 @@ class ContainerService:
                 runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
             self._wait_exit(rec, 10)
         self.cleanup(rec.id)
-        return self._reload(rec.id)
+        return self._find_raw(rec.id) or rec  # a --rm container is gone by now
 
     def _wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
         exit_file = self.layout(rec.id).exit_file(rec.id)
@@ -552,12 +566,70 @@ class ContainerService:
                 # created but never started (e.g. moor was killed mid-start): end its conmon
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rec.conmon_pid, signals.SIGKILL)
-            with self.store.db.transaction() as conn:
-                conn.execute("DELETE FROM containers WHERE id = ?", (rec.id,))
-            shutil.rmtree(self.overlay(rec.id), ignore_errors=True)
-            shutil.rmtree(self.userdata(rec.id), ignore_errors=True)
+            self._discard(rec.id)
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
         return rec
+
+    def _discard(self, cid: str) -> None:
+        """Forget a container whose runtime state and mounts are gone (under its lock)."""
+        with self.store.db.transaction() as conn:
+            conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        shutil.rmtree(self.overlay(cid), ignore_errors=True)
+        shutil.rmtree(self.userdata(cid), ignore_errors=True)
+
+    # ---- foreground --rm runs ------------------------------------------------------------
+
+    def run_foreground(self, rec: ContainerRecord) -> int:
+        """Run a created ``--rm`` container in the foreground and remove it; returns its exit
+        code. No conmon and no log file: the runtime runs it straight on our stdio (there is
+        nothing to relay and nothing to keep, since the container is removed when it ends),
+        and the signals we get are forwarded to it. ``moor ps``, ``stop``, ``kill`` and
+        ``rm -f`` from other shells see and reach it meanwhile, the runtime process standing
+        in for conmon; if this ``moor`` is killed, the next command that looks at the
+        container finds it ended and removes it."""
+        from moorage.engine.containers.sigproxy import proxy_signals
+
+        runtime = self.runtime(rec)
+        layout = self.layout(rec.id)
+        layout.run_dir.mkdir(parents=True, exist_ok=True)
+        runtime_log = layout.run_dir / "runtime.log"
+        proc = None
+        with flocked(self.attached_lock(rec.id), exclusive=True):
+            try:
+                with self.locked(rec.id):
+                    self._write_bundle(rec)
+                    if (runtime.state_root / rec.id).exists():
+                        runtime.delete(rec.id, force=True)  # a leftover from a crash
+                    proc = runtime.run(
+                        rec.id, layout.bundle, pid_file=layout.pidfile, log_file=runtime_log,
+                        stdin=rec.spec.open_stdin,
+                    )  # fmt: skip
+                    self._update(
+                        rec.id, state="running", conmon_pid=proc.pid, started_at=time.time(),
+                        exit_code=0, stopped_by_user=0, error="",
+                    )  # fmt: skip
+
+                def send(signum: int) -> None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.pid, signum)
+
+                with proxy_signals(send):
+                    code = proc.wait()
+                # the runtime's own failure (it also said so on stderr): Docker's exit code
+                failure = _runtime_error(runtime_log) if code != 0 else None
+                if failure:
+                    code = _classify(failure).exit_code
+            finally:
+                if proc is not None and proc.poll() is None:  # we failed, not the container
+                    with contextlib.suppress(RuntimeFailure):
+                        runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
+                    proc.wait()
+                with self.locked(rec.id):
+                    with contextlib.suppress(MoorageError):
+                        unmount(self.rootfs(rec.id))
+                    self._discard(rec.id)
+                shutil.rmtree(layout.run_dir, ignore_errors=True)
+        return code if code >= 0 else 128 - code
 
     def rename(self, ref: str, new_name: str) -> None:
         rec = self.get(ref)
@@ -606,6 +678,12 @@ def _digest(image_id: str) -> Any:
     return Digest.parse(image_id)
 
 
+def _replace_record(rec: ContainerRecord, **changes: Any) -> ContainerRecord:
+    import dataclasses
+
+    return dataclasses.replace(rec, **changes)
+
+
 def _replace(spec: ContainerSpec, **changes: Any) -> ContainerSpec:
     import dataclasses
 
@@ -616,6 +694,20 @@ def _init_binary() -> str | None:
     for p in INIT_BINARIES:
         if os.path.exists(p):
             return p
+    return None
+
+
+def _runtime_error(log: Path) -> str | None:
+    """The last error the runtime logged (``--log-format json``), if any."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("level") in ("error", "fatal"):
+                return str(entry.get("msg") or "the runtime failed")
     return None
 
 
