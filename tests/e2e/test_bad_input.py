@@ -226,3 +226,13 @@ def test_layer_that_does_not_match_its_diff_id(moor: Moor, bb: str) -> None:
             ti.size = len(data)
             tf.addfile(ti, io.BytesIO(data))
     assert "diff id mismatch" in _fails(moor, "load", input=buf.getvalue())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("start", "nosuch"), ("start", "-a", "nosuch"), ("stop", "nosuch"), ("rm", "nosuch")],
+)
+def test_unknown_container_exits_1_as_docker(moor: Moor, args: tuple[str, ...]) -> None:
+    r = moor(*args, check=False)
+    assert r.returncode == 1 and "No such container: nosuch" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

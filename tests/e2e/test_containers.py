@@ -509,3 +509,14 @@ def test_kill_9_of_a_foreground_rm_run(moor: Moor, bb: str) -> None:
     assert moor("ps", "-aq").stdout == ""
     assert _mounts(moor.root) == before
     assert not list((moor.root / "containers").iterdir())
+
+
+def test_inspect_env_is_the_configured_one(moor: Moor, bb: str) -> None:
+    """Config.Env is what was configured (image + -e), as Docker: HOSTNAME and TERM are
+    added only to the running process."""
+    plain = moor("create", "-t", "bb:1", "true").stdout.strip()
+    assert moor("inspect", "-f", "{{json .Config.Env}}", plain).stdout == "null\n"
+    cid = moor("create", "-e", "A=1", "bb:1", "env").stdout.strip()
+    assert moor("inspect", "-f", "{{json .Config.Env}}", cid).stdout == '["A=1"]\n'
+    out = moor("start", "-a", cid).stdout.splitlines()
+    assert "A=1" in out and f"HOSTNAME={cid[:12]}" in out

@@ -373,7 +373,8 @@ def start_cmd(
         try:
             rec = svc.get(containers[0])
         except MoorageError as e:
-            _engine_error(e)
+            error(str(e))  # Docker: 1 for a container that is not there, as without -a
+            sys.exit(1)
         sys.exit(_run_attached(svc, rec, sig_proxy=True))
     _each(containers, lambda c: svc.start(c))
 

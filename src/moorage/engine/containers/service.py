@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from moorage.engine.containers.names import random_name
-from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
+from moorage.engine.containers.ociconfig import Placement, generate, process_args
 from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop_signal
 from moorage.engine.containers.rootfs import mount_overlay, unmount
 from moorage.engine.containers.spec import ContainerSpec
@@ -798,7 +798,8 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
     except MoorageError:
         args = []
     hostname = spec.hostname or rec.id[:12]
-    env = environment(spec, image_config, hostname)
+    # what was configured; HOSTNAME (and TERM for -t) are added when it runs, as with Docker
+    env = merge_env(image_config.get("Env") or [], list(spec.env)) or None
     policy, maximum = parse_restart(spec.restart)
     overlay = svc.overlay(rec.id)
     layers = [str(d) for d in svc.lower_dirs(rec)]
