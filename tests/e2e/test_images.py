@@ -173,6 +173,12 @@ def test_check_finds_damage_and_repair_removes_it(moor: Moor, busybox_tar: Path,
     blob.write_bytes(b"corrupt")
     r = moor("system", "check", check=False)
     assert r.returncode == 1 and "is missing or corrupt" in r.stdout and "other:1" in r.stdout
+    # a container that uses the damaged image is the user's to remove, not the repair's
+    user = moor("create", "other:1", "x").stdout.strip()
+    r = moor("system", "check", "--repair", check=False)
+    assert r.returncode == 1 and f"used by container(s) {user[:12]}" in r.stderr
+    assert moor("ps", "-aq").stdout.strip() == user[:12]
+    moor("rm", user)
     out = moor("system", "check", "--repair").stdout
     assert f"repaired: removed damaged image {other}" in out
     assert moor("images", "--format", "{{.Repository}}").stdout == "bb\n"

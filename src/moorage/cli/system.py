@@ -172,9 +172,13 @@ def check_cmd(ctx: click.Context, repair: bool, quiet: bool) -> None:
         if not quiet:
             click.echo("No problems found")
         return
-    if repair:
+    for u in report.unrepaired:
+        click.echo(f"not repaired: {u}", err=True)
+    if repair and not report.unrepaired:
         click.echo(f"{len(report.problems)} problems found and repaired")
         return
+    if repair:
+        sys.exit(1)
     click.echo(f"{len(report.problems)} problems found; run with --repair to fix them", err=True)
     sys.exit(1)
 

@@ -106,6 +106,7 @@ class CheckReport:
     leftovers: list[str] = field(default_factory=list)  # orphaned content: harmless, reclaimable
     damaged_images: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    unrepaired: list[str] = field(default_factory=list)  # what --repair must not do itself
 
 
 def check(images: ImageService, *, repair: bool) -> CheckReport:
@@ -155,6 +156,16 @@ def check(images: ImageService, *, repair: bool) -> CheckReport:
             )
     if repair and (report.problems or report.leftovers):
         for image_id in report.damaged_images:
+            users = [
+                r[0][:12]
+                for r in conn.execute("SELECT id FROM containers WHERE image_id = ?", (image_id,))
+            ]
+            if users:  # containers are the user's to remove, never the repair's
+                report.unrepaired.append(
+                    f"damaged image {image_id} is used by container(s) {', '.join(users)}: "
+                    "remove them (moor rm -f), then run check --repair again"
+                )
+                continue
             # drop the damaged image (a new pull/load brings it back); the collection below
             # forgets the layers no image uses any more and removes their files
             with store.db.transaction() as c:
