@@ -208,3 +208,31 @@ def test_load_replacing_a_tag_says_so(moor: Moor, bb: str) -> None:
     )
     assert out[1] == "Loaded image: bb:1"
     assert len(moor("images", "-q", "-f", "dangling=true").stdout.split()) == 1
+
+
+def test_an_image_of_many_layers_runs(moor: Moor, busybox_tar: Path) -> None:
+    """Past ~40 layers their paths no longer fit in mount(2)'s one page of options: short
+    links name them instead. 150 layers (Docker's own limit is 127), each adding a file and
+    overwriting /etc/who, the top one winning."""
+    base = busybox_tar.read_bytes()
+    layers = [base] + [
+        _layer({f"layers/{i}": f"{i}\n".encode(), "etc/who": f"layer {i}\n".encode()})
+        for i in range(1, 150)
+    ]
+    cfg = _config([_sha(layer) for layer in layers], cmd=["sh"])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for i, layer in enumerate(layers):
+            _add(tf, f"l{i}/layer.tar", layer)
+        _add(tf, "config.json", cfg)
+        manifest = [
+            {
+                "Config": "config.json",
+                "RepoTags": ["tall:1"],
+                "Layers": [f"l{i}/layer.tar" for i in range(len(layers))],
+            }
+        ]
+        _add(tf, "manifest.json", json.dumps(manifest).encode())
+    moor("load", input=buf.getvalue())
+    out = moor("run", "--rm", "tall:1", "sh", "-c", "cat /etc/who; ls /layers | wc -l").stdout
+    assert out.split() == ["layer", "149", "149"]

@@ -18,14 +18,60 @@ class MountError(MoorageError):
     pass
 
 
-def mount_overlay(lower: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
-    """Mount ``lower`` (top layer first) + ``upper`` on ``target``, unless already mounted."""
+# mount(2) copies its options into one page: longer ones fail with EINVAL
+_MAX_OPTIONS = 4000
+
+
+def mount_overlay(
+    lower: Sequence[Path], upper: Path, work: Path, target: Path, *, links: Path | None = None
+) -> None:
+    """Mount ``lower`` (top layer first) + ``upper`` on ``target``, unless already mounted.
+
+    The options must fit in a page, which long layer paths fill after ~40 layers. Then the
+    layers are named through short symlinks in ``links`` (as Docker's overlay2 does with its
+    ``l/`` directory), relative to it: an image may have Docker's 127 layers and more."""
     if is_mounted(target):
         return
     opts = f"lowerdir={':'.join(str(p) for p in lower)},upperdir={upper},workdir={work}"
+    if len(opts) <= _MAX_OPTIONS or links is None:
+        _mount(target, opts)
+        return
+    names = [_short_link(links, p) for p in lower]
+    opts = f"lowerdir={':'.join(names)},upperdir={upper},workdir={work}"
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    try:
+        os.chdir(links)  # the kernel resolves relative lowerdirs from the caller's cwd
+        _mount(target, opts)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
+
+
+def _mount(target: Path, opts: str) -> None:
     if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, opts.encode()) != 0:
         err = ctypes.get_errno()
         raise MountError(f"mounting the container's root filesystem failed: {os.strerror(err)}")
+
+
+def _short_link(links: Path, layer: Path) -> str:
+    """A short name in ``links`` for ``layer`` (a symlink to it), made if missing."""
+    import hashlib
+
+    name = hashlib.sha256(str(layer).encode()).hexdigest()[:12]
+    link = links / name
+    try:
+        if os.readlink(link) == str(layer):
+            return name
+        os.unlink(link)
+    except FileNotFoundError:
+        links.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        os.unlink(link)
+    tmp = links / f".{name}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(layer, tmp)
+    os.replace(tmp, link)  # atomic: a concurrent mount sees the old link or the new one
+    return name
 
 
 def unmount(target: Path) -> None:

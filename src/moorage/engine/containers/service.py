@@ -145,7 +145,10 @@ class ContainerService:
 
     def mount_rootfs(self, rec: ContainerRecord) -> Path:
         overlay = self.overlay(rec.id)
-        mount_overlay(self.lower_dirs(rec), overlay / "diff", overlay / "work", overlay / "merged")
+        mount_overlay(
+            self.lower_dirs(rec), overlay / "diff", overlay / "work", overlay / "merged",
+            links=self.store.runroot / "layer-links",
+        )  # fmt: skip
         return overlay / "merged"
 
     def runtime(self, rec: ContainerRecord) -> OCIRuntime:
