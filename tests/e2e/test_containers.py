@@ -520,3 +520,18 @@ def test_inspect_env_is_the_configured_one(moor: Moor, bb: str) -> None:
     assert moor("inspect", "-f", "{{json .Config.Env}}", cid).stdout == '["A=1"]\n'
     out = moor("start", "-a", cid).stdout.splitlines()
     assert "A=1" in out and f"HOSTNAME={cid[:12]}" in out
+
+
+def test_attach_to_a_running_container(moor: Moor, bb: str) -> None:
+    cid = moor(
+        "run", "-d", "bb:1", "sh", "-c", "sleep 0.5; echo late; echo oops >&2; exit 4"
+    ).stdout.strip()
+    r = moor("attach", cid, check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (4, "late\n", "oops\n")
+    r = moor("attach", cid, check=False)
+    assert r.returncode == 1 and "cannot attach to a stopped container" in r.stderr
+    r = moor("attach", "nosuch", check=False)
+    assert r.returncode == 1 and "No such container: nosuch" in r.stderr
+    echo = moor("run", "-di", "bb:1", "cat").stdout.strip()
+    r = moor("attach", echo, input=b"typed\n", timeout=30)
+    assert r.stdout == "typed\n" and r.returncode == 0

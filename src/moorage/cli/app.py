@@ -44,6 +44,7 @@ TOP_LEVEL: dict[str, str] = {
     "export": "moorage.cli.container:export_cmd",
     "commit": "moorage.cli.container:commit_cmd",
     "update": "moorage.cli.container:update_cmd",
+    "attach": "moorage.cli.container:attach_cmd",
     "container": "moorage.cli.container:container_group",
     "image": "moorage.cli.image:image_group",
     "info": "moorage.cli.system:info_cmd",

@@ -379,6 +379,31 @@ def start_cmd(
     _each(containers, lambda c: svc.start(c))
 
 
+@click.command("attach")
+@click.option("--no-stdin", is_flag=True, help="Do not attach STDIN.")
+@click.option(
+    "--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process."
+)
+@click.argument("container")
+@click.pass_context
+def attach_cmd(ctx: click.Context, no_stdin: bool, sig_proxy: bool, container: str) -> None:
+    """Attach local standard input, output, and error streams to a running container."""
+    svc = _service(ctx)
+    try:
+        rec = svc.get(container)
+    except MoorageError as e:
+        error(str(e))
+        sys.exit(1)
+    if not rec.running:
+        error("You cannot attach to a stopped container, start it first")
+        sys.exit(1)
+    if rec.state == "paused":
+        error("You cannot attach to a paused container, unpause it first")
+        sys.exit(1)
+    streams = ("stdout", "stderr") if no_stdin else ()
+    sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=streams))
+
+
 def _each(names: tuple[str, ...], action: Callable[[str], object], echo: bool = True) -> None:
     failed = False
     for name in names:
@@ -1040,6 +1065,6 @@ for _name, _cmd in {
     "rename": rename_cmd, "pause": pause_cmd, "unpause": unpause_cmd, "top": top_cmd,
     "port": port_cmd, "prune": container_prune_cmd, "cleanup": cleanup_cmd,
     "exec": exec_cmd, "cp": cp_cmd, "diff": diff_cmd, "export": export_cmd,
-    "commit": commit_cmd, "update": update_cmd,
+    "commit": commit_cmd, "update": update_cmd, "attach": attach_cmd,
 }.items():  # fmt: skip
     container_group.add_command(_cmd, _name)
