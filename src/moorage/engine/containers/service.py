@@ -628,8 +628,7 @@ class ContainerService:
                         runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
                     proc.wait()
                 with self.locked(rec.id):
-                    with contextlib.suppress(MoorageError):
-                        unmount(self.rootfs(rec.id))
+                    self._teardown_runtime(rec.id)  # runc run left no state: the rootfs etc.
                     self._discard(rec.id)
                 shutil.rmtree(layout.run_dir, ignore_errors=True)
         return code if code >= 0 else 128 - code
