@@ -241,3 +241,29 @@ def test_terminal_with_piped_stdin(moor: Moor, bb: str) -> None:
     assert r.returncode == 4, r
     assert "piped-3\r\n" in r.stdout
     assert moor("ps", "-aq").stdout == ""
+
+
+def test_detach_with_ctrl_p_ctrl_q_and_attach_again(
+    moor: Moor, pane_for: Callable[..., Pane], tmp_path: Path
+) -> None:
+    name = f"det-{uuid.uuid4().hex[:8]}"
+    exit_file = tmp_path / "exit"
+    run = _moor_cmd(moor, "run", "-it", "--name", name, "bb:1", "sh")
+    attach = _moor_cmd(moor, "attach", name)
+    script = (
+        f"{run}; echo DETACHED=$?; {attach}; echo EXIT=$? > {shlex.quote(str(exit_file))}; "
+        "exec sleep 600"
+    )
+    pane = pane_for(f"sh -c {shlex.quote(script)}", name)
+    pane.wait("the container's shell prompt", lambda lines: bool(lines) and lines[-1] == "/ #")
+    assert pane.run("echo one") == ["one"]
+    pane.key("C-p")
+    pane.key("C-q")
+    pane.wait("moor to detach", lambda lines: any(x.endswith("DETACHED=0") for x in lines))
+    assert moor("ps", "--format", "{{.Names}} {{.State}}").stdout == f"{name} running\n"
+    # attached again: the same shell, which then ends with its own code
+    pane.type("echo two")
+    pane.wait("the shell's answer", lambda lines: "two" in lines)
+    pane.type("exit 3")
+    assert _wait_file(exit_file) == "EXIT=3\n"
+    assert moor("ps", "-a", "--format", "{{.State}}").stdout == "exited\n"

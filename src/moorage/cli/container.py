@@ -37,6 +37,23 @@ def _service(ctx: click.Context) -> Any:
     return ContainerService(eng.store, eng.images)
 
 
+def _detach_keys(ctx: click.Context, param: click.Parameter, value: str) -> bytes:
+    from moorage.engine.containers.attach import parse_detach_keys
+
+    try:
+        return parse_detach_keys(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+_detach_keys_option = click.option(
+    "--detach-keys",
+    default="ctrl-p,ctrl-q",
+    callback=_detach_keys,
+    help="Override the key sequence for detaching a container.",
+)
+
+
 # ---- create / run -------------------------------------------------------------------------
 
 
@@ -220,6 +237,7 @@ def create_cmd(ctx: click.Context, /, image: str, command: tuple[str, ...], **o:
 @click.option(
     "--sig-proxy/--no-sig-proxy", default=True, help="Proxy received signals to the process."
 )
+@_detach_keys_option
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -231,6 +249,7 @@ def run_cmd(
     detach: bool,
     attach_streams: tuple[str, ...],
     sig_proxy: bool,
+    detach_keys: bytes,
     **o: Any,
 ) -> None:
     """Create and run a new container from an image."""
@@ -255,7 +274,11 @@ def run_cmd(
             sys.exit(svc.run_foreground(rec))
         except MoorageError as e:
             _engine_error(e)
-    sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=attach_streams))
+    sys.exit(
+        _run_attached(
+            svc, rec, sig_proxy=sig_proxy, streams=attach_streams, detach_keys=detach_keys
+        )
+    )
 
 
 def _straight(spec: Any, sig_proxy: bool, streams: tuple[str, ...]) -> bool:
@@ -267,8 +290,16 @@ def _straight(spec: Any, sig_proxy: bool, streams: tuple[str, ...]) -> bool:
     return not (spec.open_stdin and os.isatty(0))
 
 
-def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ...] = ()) -> int:
-    """Start ``rec`` attached to our stdio; returns the container's exit code."""
+def _run_attached(
+    svc: Any,
+    rec: Any,
+    *,
+    sig_proxy: bool,
+    streams: tuple[str, ...] = (),
+    detach_keys: bytes = b"",
+) -> int:
+    """Start ``rec`` attached to our stdio; returns the container's exit code (0 when the
+    detach keys were typed: the container runs on)."""
     from moorage.engine.containers import attach as att
     from moorage.engine.containers.sigproxy import proxy_signals
     from moorage.store.locks import flocked
@@ -312,12 +343,15 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
         proxy = proxy_signals(send) if sig_proxy and not spec.tty else contextlib.nullcontext()
         devnull = open(os.devnull, "wb")  # noqa: SIM115
         with terminal, proxy, devnull:
-            att.relay(
+            detached = att.relay(
                 sock,
                 stdin=sys.stdin.buffer if "stdin" in wanted and spec.open_stdin else None,
                 stdout=sys.stdout.buffer if "stdout" in wanted else devnull,
                 stderr=sys.stderr.buffer if "stderr" in wanted else devnull,
+                detach_keys=detach_keys,
             )
+        if detached:  # conmon's exit command will see to its end: we no longer hold the lock
+            return 0
         code = _exit_code(svc, rec)
         svc.cleanup(rec.id)
     if spec.auto_remove:
@@ -360,10 +394,15 @@ def _exit_code(svc: Any, rec: Any) -> int:
 @click.command("start")
 @click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
 @click.option("-i", "--interactive", is_flag=True, help="Attach container's STDIN.")
+@_detach_keys_option
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
 def start_cmd(
-    ctx: click.Context, attach: bool, interactive: bool, containers: tuple[str, ...]
+    ctx: click.Context,
+    attach: bool,
+    interactive: bool,
+    detach_keys: bytes,
+    containers: tuple[str, ...],
 ) -> None:
     """Start one or more stopped containers."""
     svc = _service(ctx)
@@ -375,7 +414,7 @@ def start_cmd(
         except MoorageError as e:
             error(str(e))  # Docker: 1 for a container that is not there, as without -a
             sys.exit(1)
-        sys.exit(_run_attached(svc, rec, sig_proxy=True))
+        sys.exit(_run_attached(svc, rec, sig_proxy=True, detach_keys=detach_keys))
     _each(containers, lambda c: svc.start(c))
 
 
@@ -384,9 +423,12 @@ def start_cmd(
 @click.option(
     "--sig-proxy/--no-sig-proxy", default=True, help="Proxy all received signals to the process."
 )
+@_detach_keys_option
 @click.argument("container")
 @click.pass_context
-def attach_cmd(ctx: click.Context, no_stdin: bool, sig_proxy: bool, container: str) -> None:
+def attach_cmd(
+    ctx: click.Context, no_stdin: bool, sig_proxy: bool, detach_keys: bytes, container: str
+) -> None:
     """Attach local standard input, output, and error streams to a running container."""
     svc = _service(ctx)
     try:
@@ -401,7 +443,7 @@ def attach_cmd(ctx: click.Context, no_stdin: bool, sig_proxy: bool, container: s
         error("You cannot attach to a paused container, unpause it first")
         sys.exit(1)
     streams = ("stdout", "stderr") if no_stdin else ()
-    sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=streams))
+    sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=streams, detach_keys=detach_keys))
 
 
 def _each(names: tuple[str, ...], action: Callable[[str], object], echo: bool = True) -> None:

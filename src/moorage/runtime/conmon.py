@@ -109,7 +109,9 @@ def spawn(
     if stdin:
         args.append("-i")
     if tty:
-        args.append("-t")
+        # a client that goes away (detach keys, a killed moor) must not take the terminal's
+        # input side with it: the next attach types into the same shell
+        args += ["-t", "--leave-stdin-open"]
     if exit_command:
         args += ["--exit-command", exit_command[0]]
         for a in exit_command[1:]:

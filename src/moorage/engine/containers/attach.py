@@ -40,21 +40,27 @@ def relay(
     stdout: BinaryIO,
     stderr: BinaryIO,
     tty: bool | None = None,
-) -> None:
-    """Copy until conmon closes the socket (the container exited).
+    detach_keys: bytes = b"",
+) -> bool:
+    """Copy until conmon closes the socket (the container exited): False; or until the
+    ``detach_keys`` sequence is typed on our stdin (Docker's Ctrl-P Ctrl-Q): True, and the
+    container goes on running.
 
     ``tty``: the container has a terminal (``-t``); by default, whether we are inside
     :func:`raw_terminal`. Then our terminal goes raw while we forward ``stdin`` to it (so
     Ctrl-C, Ctrl-D, ... are bytes for the container's terminal to interpret), and the end
     of our stdin leaves the container's terminal open, as Docker does. Without a terminal
     the end of our stdin closes the container's stdin."""
+    detached = threading.Event()
     term = _terminal.get()
     if tty is None:
         tty = term is not None
     if stdin is not None:
         if tty and term is not None:
             term.make_raw(stdin.fileno())
-        t = threading.Thread(target=_pump_stdin, args=(stdin, sock, not tty), daemon=True)
+        t = threading.Thread(
+            target=_pump_stdin, args=(stdin, sock, not tty, detach_keys, detached), daemon=True
+        )
         t.start()
     out_fd, err_fd = stdout.fileno(), stderr.fileno()
     while True:
@@ -69,16 +75,34 @@ def relay(
         target = err_fd if data[0] == _STDERR else out_fd
         _write_all(target, memoryview(data)[1:])
     sock.close()
+    return detached.is_set()
 
 
-def _pump_stdin(stdin: BinaryIO, sock: socket.socket, close_on_eof: bool) -> None:
+def _pump_stdin(
+    stdin: BinaryIO,
+    sock: socket.socket,
+    close_on_eof: bool,
+    detach_keys: bytes = b"",
+    detached: threading.Event | None = None,
+) -> None:
     fd = stdin.fileno()
+    held = b""  # a prefix of the detach keys typed so far, not yet sent
     try:
         while True:
             data = os.read(fd, 8192)
             if not data:
                 break
-            sock.sendall(data)
+            if detach_keys:
+                data, held, hit = _scan_detach(held + data, detach_keys)
+                if hit:
+                    if data:
+                        sock.sendall(data)
+                    if detached is not None:
+                        detached.set()
+                    sock.shutdown(socket.SHUT_RDWR)  # ends relay(): the container runs on
+                    return
+            if data:
+                sock.sendall(data)
     except OSError:
         return
     if close_on_eof:
@@ -86,6 +110,41 @@ def _pump_stdin(stdin: BinaryIO, sock: socket.socket, close_on_eof: bool) -> Non
         # terminal's input side, for good: never do that)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
+
+
+def _scan_detach(data: bytes, keys: bytes) -> tuple[bytes, bytes, bool]:
+    """Split typed ``data`` into (what to send now, a held tail that may begin ``keys``,
+    whether ``keys`` was typed). Bytes before the sequence are sent; a partial match that
+    the next byte breaks is sent as typed, as Docker's escape proxy does."""
+    at = data.find(keys)
+    if at >= 0:
+        return data[:at], b"", True
+    for n in range(min(len(keys) - 1, len(data)), 0, -1):
+        if data.endswith(keys[:n]):
+            return data[:-n], data[-n:], False
+    return data, b"", False
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's ``--detach-keys`` syntax: comma-separated ``ctrl-<x>`` or single characters
+    (``ctrl-p,ctrl-q``, the default); an empty string disables detaching."""
+    out = bytearray()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        low = part.lower()
+        if low.startswith("ctrl-") and len(low) == 6:
+            c = low[5]
+            codes = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
+            if "a" <= c <= "z":
+                out.append(ord(c) - ord("a") + 1)
+            elif c in codes:
+                out.append(codes[c])
+            else:
+                raise ValueError(f"invalid detach keys: unknown character {part!r}")
+        elif len(part) == 1:
+            out.append(ord(part))
+        else:
+            raise ValueError(f"invalid detach keys: {part!r}")
+    return bytes(out)
 
 
 def _write_all(fd: int, view: memoryview) -> None:
