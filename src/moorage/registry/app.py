@@ -189,9 +189,9 @@ class Registry:
             if self.storage.mount_blob(name, d, source):
                 return self._created(name, str(d))
         digest = request.query.get("digest")
+        d = parse_digest(digest) if digest is not None else None
         up = self.storage.start_upload(name)
-        if digest is not None:
-            d = parse_digest(digest)
+        if d is not None:
             await self._finish(request, up, d)
             return self._created(name, str(d))
         return web.Response(status=202, headers=self._upload_headers(name, up.uid, 0))
