@@ -134,6 +134,7 @@ class RegistryServer:
     proc: subprocess.Popen[bytes]
     root: Path
     port: int
+    banner: str = ""
 
     @property
     def host(self) -> str:
@@ -167,12 +168,12 @@ def start_registry(root: Path, *args: str, port: int = 0) -> RegistryServer:
     ready, _, _ = select.select([proc.stderr], [], [], 20)
     if ready:
         line = proc.stderr.readline()
-    m = re.search(rb":(\d+)(?: |$)", line.strip())
+    m = re.search(rb"https?://[^ ]*:(\d+)", line)
     if m is None:
         proc.kill()
         rest = proc.stderr.read().decode(errors="replace")
         raise AssertionError(f"registry did not start: {line!r} {rest}")
-    return RegistryServer(proc, root, int(m.group(1)))
+    return RegistryServer(proc, root, int(m.group(1)), line.decode(errors="replace"))
 
 
 @pytest.fixture

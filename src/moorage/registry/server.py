@@ -111,20 +111,19 @@ def serve(opts: ServeOptions) -> None:
     scheme = "https" if ssl_ctx else "http"
     bound = sock.getsockname()[1]
     guard = "token auth" if opts.token_issuer else "basic auth" if opts.htpasswd else None
+    warning = (
+        "; WARNING: no --htpasswd: serving openly, anyone who can reach it can pull and push"
+        if guard is None
+        else ""
+    )
     print(
         f"moor registry: serving {opts.root} on {scheme}://{host}:{bound}"
         + (f" ({guard})" if guard else "")
-        + (" read-only" if opts.read_only else ""),
+        + (" read-only" if opts.read_only else "")
+        + warning,
         file=sys.stderr,
         flush=True,
     )
-    if guard is None:
-        print(
-            "moor registry: WARNING: no --htpasswd: serving openly, anyone who can reach "
-            "this address can pull and push",
-            file=sys.stderr,
-            flush=True,
-        )
     children: list[int] = []
     for _ in range(max(opts.workers, 1) - 1):
         pid = os.fork()
