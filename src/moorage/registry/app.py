@@ -185,15 +185,15 @@ class Registry:
             raise RegistryError("UNSUPPORTED", "POST to an upload is not supported")
         mount, source = request.query.get("mount"), request.query.get("from")
         if mount and source:
-            d = parse_digest(mount)
-            if self.storage.mount_blob(name, d, source):
-                return self._created(name, str(d))
+            mounted = parse_digest(mount)
+            if self.storage.mount_blob(name, mounted, source):
+                return self._created(name, str(mounted))
         digest = request.query.get("digest")
-        d = parse_digest(digest) if digest is not None else None
+        want = parse_digest(digest) if digest is not None else None
         up = self.storage.start_upload(name)
-        if d is not None:
-            await self._finish(request, up, d)
-            return self._created(name, str(d))
+        if want is not None:
+            await self._finish(request, up, want)
+            return self._created(name, str(want))
         return web.Response(status=202, headers=self._upload_headers(name, up.uid, 0))
 
     async def _finish(self, request: web.Request, up: Any, d: Any) -> None:
