@@ -19,7 +19,13 @@ from moorage.engine.images.layers import (
     record_image,
 )
 from moorage.engine.images.service import ImageService
-from moorage.errors import DigestMismatch, InvalidArgument, MoorageError, NotFound
+from moorage.errors import (
+    DigestMismatch,
+    InvalidArgument,
+    InvalidLayer,
+    MoorageError,
+    NotFound,
+)
 from moorage.oci import mediatypes as mt
 from moorage.oci.config import ImageConfig
 from moorage.oci.descriptor import compact_json
@@ -215,6 +221,8 @@ def _fetch_layers(
             )
             try:
                 info = layer_from_stream(s, stream, expected_blob=d.digest)  # type: ignore[arg-type]
+            except (InvalidLayer, DigestMismatch) as e:
+                raise DigestMismatch(f"layer {d.digest} from {ref.name}: {e}") from None
             finally:
                 stream.close()
             if info.diff_id != diff:
