@@ -105,20 +105,24 @@ def test_pull_selects_platform_from_an_index(moor: Moor, bb: str, registry: Regi
     # an arm64 sibling that has no layers to speak of (it must never be chosen here)
     cfg = b'{"architecture":"arm64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
     c.post("/v2/multi/bb/blobs/uploads/", params={"digest": _sha(cfg)}, content=cfg)
-    arm = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                 "digest": _sha(cfg), "size": len(cfg)}, "layers": []}).encode()  # fmt: skip
-    assert c.put(f"/v2/multi/bb/manifests/{_sha(arm)}", content=arm,
-                 headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"}).status_code == 201  # fmt: skip
-    index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                        "manifests": [
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _sha(arm),
-         "size": len(arm), "platform": {"os": "linux", "architecture": "arm64"}},
-        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": _sha(amd),
-         "size": len(amd), "platform": {"os": "linux", "architecture": "amd64"}},
+    oci_m = "application/vnd.oci.image.manifest.v1+json"
+    oci_i = "application/vnd.oci.image.index.v1+json"
+    arm = json.dumps({
+        "schemaVersion": 2, "mediaType": oci_m,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": _sha(cfg), "size": len(cfg)},
+        "layers": [],
+    }).encode()  # fmt: skip
+    r = c.put(f"/v2/multi/bb/manifests/{_sha(arm)}", content=arm, headers={"Content-Type": oci_m})
+    assert r.status_code == 201
+    index = json.dumps({"schemaVersion": 2, "mediaType": oci_i, "manifests": [
+        {"mediaType": oci_m, "digest": _sha(arm), "size": len(arm),
+         "platform": {"os": "linux", "architecture": "arm64"}},
+        {"mediaType": oci_m, "digest": _sha(amd), "size": len(amd),
+         "platform": {"os": "linux", "architecture": "amd64"}},
     ]}).encode()  # fmt: skip
-    assert c.put("/v2/multi/bb/manifests/latest", content=index,
-                 headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}).status_code == 201  # fmt: skip
+    r = c.put("/v2/multi/bb/manifests/latest", content=index, headers={"Content-Type": oci_i})
+    assert r.status_code == 201
     moor("rmi", f"{name}:amd", "bb:1")
     out = moor("pull", name).stdout
     assert f"Digest: {_sha(index)}" in out
