@@ -113,8 +113,9 @@ def test_skopeo_copy_through_moor_registry(
     moor("tag", "bb:1", src)
     moor("push", src)
     flags = ["--src-tls-verify=false", "--dest-tls-verify=false"]
-    subprocess.run(["skopeo", "copy", *flags, f"docker://{src}:latest",
-                    f"docker://{registry.host}/compat/copied:v2"], check=True, capture_output=True)  # fmt: skip
+    dest = f"docker://{registry.host}/compat/copied:v2"
+    subprocess.run(["skopeo", "copy", *flags, f"docker://{src}:latest", dest],
+                   check=True, capture_output=True)  # fmt: skip
     out = subprocess.run(["skopeo", "inspect", "--tls-verify=false",
                           f"docker://{registry.host}/compat/copied:v2"],
                          check=True, capture_output=True).stdout  # fmt: skip
