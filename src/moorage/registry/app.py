@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -205,7 +206,8 @@ class Registry:
         except BaseException:
             self.storage.cancel_upload(up)
             raise
-        self.storage.finish_upload(up, d)
+        # fsync and rename off the event loop: other transfers keep flowing meanwhile
+        await asyncio.to_thread(self.storage.finish_upload, up, d)
 
     async def upload_patch(
         self, request: web.Request, name: str, m: dict[str, Any]

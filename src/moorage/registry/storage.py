@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import re
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,7 +90,6 @@ class RegistryStorage:
         # size disagrees with the file (another worker appended) is recomputed from the data
         self._hashes: dict[str, Any] = {}
         self._small: dict[str, bytes] = {}  # immutable small blobs (manifests, configs)
-        self._mutex = threading.Lock()
 
     # ---- locking against the garbage collector --------------------------------------------
 
