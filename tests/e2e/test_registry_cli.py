@@ -215,3 +215,25 @@ def test_push_gzips_uncompressed_layers_once(moor: Moor, bb: str, registry: Regi
     moor("rmi", name, "bb:1")
     assert not (moor.root / "blobs" / "sha256" / layer["digest"].split(":")[1]).exists()
     assert os.path.exists(moor.root)
+
+
+def test_interrupted_pull_resumes(moor: Moor, bb: str, registry: RegistryServer) -> None:
+    """A pull that fails on one layer keeps the layers it completed; the next pull reuses them."""
+    moor("run", "--name", "ctr", bb, "sh", "-c", "echo more > /more")
+    name = f"{registry.host}/resume/two"
+    moor("commit", "ctr", name)
+    moor("rm", "ctr")
+    out = moor("push", name).stdout
+    assert out.count(": Pushed") == 2
+    manifest = httpx.get(f"{registry.url}/v2/resume/two/manifests/latest").json()
+    small = min(manifest["layers"], key=lambda d: d["size"])
+    path = registry.root / "blobs" / "sha256" / small["digest"].split(":")[1]
+    good = path.read_bytes()
+    path.write_bytes(good[:-8] + b"\0" * 8)  # the registry now serves a corrupt small layer
+    moor("rmi", name, "bb:1")
+    r = moor("pull", name, check=False)
+    assert r.returncode == 1
+    path.write_bytes(good)
+    out = moor("pull", name).stdout
+    assert "Already exists" in out and out.count("Pull complete") == 1
+    assert moor("run", "--rm", name, "cat", "/more").stdout == "more\n"

@@ -134,6 +134,8 @@ class RegistryStorage:
                 data = self.driver.get(self.blob_key(d))
             except DriverNotFound:
                 raise RegistryError("BLOB_UNKNOWN", f"blob unknown: {d}") from None
+            if hashlib.sha256(data).hexdigest() != d.hex:
+                return data  # damaged on disk: served as is (clients verify), never cached
             if len(self._small) > 4096:
                 self._small.clear()
             self._small[d.hex] = data
@@ -267,7 +269,8 @@ class RegistryStorage:
                 data = self.driver.get(self.blob_key(d))
             except DriverNotFound:
                 raise RegistryError("MANIFEST_UNKNOWN", f"manifest unknown: {d}") from None
-            self._small[d.hex] = data
+            if hashlib.sha256(data).hexdigest() == d.hex:
+                self._small[d.hex] = data
         return StoredManifest(d, media_type, data)
 
     def put_manifest(

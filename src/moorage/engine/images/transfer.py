@@ -147,7 +147,7 @@ def pull(
             existing = images.get(config_digest)
         except NotFound:
             existing = None
-        with store.adding():
+        with store.adding(keep_on_failure=True):
             store.content.put(raw_config)
             infos = _fetch_layers(store, client, ref, layers_desc, diff_ids, rep)
             tag = [str(ref)] if ref.tag is not None else []
