@@ -42,8 +42,16 @@ def registry_group() -> None:
     type=click.Path(path_type=Path, exists=True, dir_okay=False),
     help="Per-repository permissions: YAML/JSON {user: {repo-glob: [pull, push, delete]}}.",
 )
-@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False))
-@click.option("--tls-key", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option(
+    "--tls-cert",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="Serve HTTPS with this certificate (PEM).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="The certificate's private key (PEM).",
+)
 @click.option("--read-only", is_flag=True, help="Refuse every write.")
 @click.option("--delete", "delete", is_flag=True, help="Allow deleting manifests and blobs.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,

@@ -103,7 +103,18 @@ async def _run(app: object, sock: socket.socket, ssl_ctx: object | None) -> None
     await runner.cleanup()
 
 
+def _die_with_parent() -> None:
+    """A worker ends when the main process does, even when that one was killed with -9."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def serve(opts: ServeOptions) -> None:
+    # until the event loop takes over, SIGTERM ends the process cleanly too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = build(opts)
     ssl_ctx = _ssl(opts)
     host, port = parse_addr(opts.addr)
@@ -128,6 +139,7 @@ def serve(opts: ServeOptions) -> None:
     for _ in range(max(opts.workers, 1) - 1):
         pid = os.fork()
         if pid == 0:
+            _die_with_parent()
             try:
                 asyncio.run(_run(app, sock, ssl_ctx))
             finally:
