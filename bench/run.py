@@ -3,7 +3,7 @@
 Prints medians and ratios (moorage time / reference time; below 1.0 means moorage is faster).
 Not part of CI. Start the reference tools first with ../shared/tools/start-anchors.
 
-    python bench/run.py [--only load_save|cli|containers] [--runs N] [--size-mb 200]
+    python bench/run.py [--only load_save|cli|containers|registry] [--runs N] [--size-mb 200]
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def bench_containers(runs: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", choices=["load_save", "cli", "containers"])
+    ap.add_argument("--only", choices=["load_save", "cli", "containers", "registry"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size-mb", type=int, default=200)
     args = ap.parse_args()
@@ -180,6 +180,13 @@ def main() -> None:
         bench_load_save(args.runs, args.size_mb)
     if args.only in (None, "containers"):
         bench_containers(max(args.runs, 15))
+    if args.only in (None, "registry"):
+        # its own process: it starts servers and wants its own argument defaults
+        subprocess.run(
+            [sys.executable, str(HERE / "registry.py"), "--runs", str(min(args.runs, 3)),
+             "--size-mb", str(args.size_mb)],
+            check=False,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

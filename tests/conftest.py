@@ -125,3 +125,71 @@ StoreState = Callable[[Path], dict[str, object]]
 @pytest.fixture
 def snapshot_store() -> Iterator[StoreState]:
     yield store_state
+
+
+@dataclass
+class RegistryServer:
+    """A `moor registry serve` process on a free loopback port."""
+
+    proc: subprocess.Popen[bytes]
+    root: Path
+    port: int
+    banner: str = ""
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_registry(root: Path, *args: str, port: int = 0) -> RegistryServer:
+    import re
+    import select
+
+    proc = subprocess.Popen(
+        [MOOR, "registry", "serve", "--addr", f"127.0.0.1:{port}", "--root", str(root), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    line = b""
+    ready, _, _ = select.select([proc.stderr], [], [], 20)
+    if ready:
+        line = proc.stderr.readline()
+    m = re.search(rb"https?://[^ ]*:(\d+)", line)
+    if m is None:
+        proc.kill()
+        rest = proc.stderr.read().decode(errors="replace")
+        raise AssertionError(f"registry did not start: {line!r} {rest}")
+    return RegistryServer(proc, root, int(m.group(1)), line.decode(errors="replace"))
+
+
+@pytest.fixture
+def registry_factory(tmp_path: Path) -> Iterator[Callable[..., RegistryServer]]:
+    started: list[RegistryServer] = []
+
+    def make(*args: str, root: Path | None = None, port: int = 0) -> RegistryServer:
+        server = start_registry(root or tmp_path / f"registry{len(started)}", *args, port=port)
+        started.append(server)
+        return server
+
+    yield make
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture
+def registry(registry_factory: Callable[..., RegistryServer]) -> RegistryServer:
+    return registry_factory("--delete")

@@ -50,6 +50,12 @@ TOP_LEVEL: dict[str, str] = {
     "info": "moorage.cli.system:info_cmd",
     "version": "moorage.cli.system:version_cmd",
     "system": "moorage.cli.system:system_group",
+    "registry": "moorage.cli.registry:registry_group",
+    "pull": "moorage.cli.distribution:pull_cmd",
+    "push": "moorage.cli.distribution:push_cmd",
+    "login": "moorage.cli.distribution:login_cmd",
+    "logout": "moorage.cli.distribution:logout_cmd",
+    "search": "moorage.cli.distribution:search_cmd",
 }
 
 

@@ -53,17 +53,20 @@ class Store:
         return self._db
 
     @contextlib.contextmanager
-    def adding(self) -> Iterator[None]:
+    def adding(self, *, keep_on_failure: bool = False) -> Iterator[None]:
         """Hold while writing content not yet recorded in the database (GC waits).
 
         If the operation fails, whatever it wrote and did not record is collected at once
         (when no other command is adding content), so a failed command leaves the store as
-        it found it.
+        it found it; ``keep_on_failure`` leaves it for the next GC instead (an interrupted
+        pull keeps the layers it completed, so running it again resumes).
         """
         try:
             with flocked(self._lock_path, exclusive=False):
                 yield
         except BaseException:
+            if keep_on_failure:
+                raise
             from moorage.store.gc import collect
 
             with self.collecting(blocking=False) as got:

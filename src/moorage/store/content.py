@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO
 
@@ -159,6 +159,10 @@ class ContentStore:
             return self.path_of(digest).open("rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
+
+    def opener(self, digest: Digest) -> Callable[[], BinaryIO]:
+        """A function opening the blob (for retried and resumed uploads)."""
+        return lambda: self.open(digest)
 
     def writer(self, *, hashing: bool = True) -> BlobWriter:
         return BlobWriter(self, hashing=hashing)

@@ -59,6 +59,12 @@ def referenced_blobs(store: Store, *, skip_layers: frozenset[str] = frozenset())
     for r in conn.execute("SELECT diff_id, blob_digest FROM layers"):
         if r["diff_id"] not in skip_layers:
             keep.add(Digest.parse(r["blob_digest"]).hex)
+    # compressed blobs made for pushing a layer live as long as the layer
+    for r in conn.execute(
+        "SELECT b.diff_id, b.blob_digest FROM layer_blobs b JOIN layers l USING (diff_id)"
+    ):
+        if r["diff_id"] not in skip_layers:
+            keep.add(Digest.parse(r["blob_digest"]).hex)
     walked: set[str] = set()
     while todo:
         d = Digest.parse(todo.pop())
@@ -87,6 +93,7 @@ def collect(store: Store, *, dry_run: bool = False) -> GCResult:
         )
         if not dry_run:
             conn.executemany("DELETE FROM layers WHERE diff_id = ?", [(d,) for d in unused])
+            conn.executemany("DELETE FROM layer_blobs WHERE diff_id = ?", [(d,) for d in unused])
     result.layers_forgotten = len(unused)
     live_names = {
         Digest.parse(r["diff_id"]).hex

@@ -83,6 +83,24 @@ MIGRATIONS: list[str] = [
     ALTER TABLE containers ADD COLUMN error TEXT NOT NULL DEFAULT '';
     ALTER TABLE containers ADD COLUMN stopped_by_user INTEGER NOT NULL DEFAULT 0;
     """,
+    # 3: registry transfer: compressed blobs made for a layer on push (the layer row keeps
+    # the blob it was unpacked from), and which registry repositories are known to hold a
+    # blob (the candidates for a cross-repository mount).
+    """
+    CREATE TABLE layer_blobs (
+        diff_id TEXT NOT NULL,
+        blob_digest TEXT NOT NULL,
+        media_type TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (diff_id, media_type)
+    );
+    CREATE TABLE blob_sources (
+        digest TEXT NOT NULL,
+        registry TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        PRIMARY KEY (digest, registry, repository)
+    );
+    """,
 ]
 
 

@@ -1,0 +1,1 @@
+"""Registry client: ping, token and basic auth, manifests, resumable blob transfer, retries."""

@@ -1,0 +1,1 @@
+"""The registry server: HTTP handlers -> storage service -> storage driver (OCI distribution)."""
