@@ -49,6 +49,8 @@ TOP_LEVEL: dict[str, str] = {
     "info": "moorage.cli.system:info_cmd",
     "version": "moorage.cli.system:version_cmd",
     "system": "moorage.cli.system:system_group",
+    "build": "moorage.cli.build:build_cmd",
+    "builder": "moorage.cli.build:builder_group",
 }
 
 
