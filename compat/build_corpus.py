@@ -54,7 +54,7 @@ def build_args(case: str) -> list[str]:
 
 def flatten(archive: bytes) -> dict[str, Entry]:
     """The filesystem of the image in a docker-archive: its layers applied in order."""
-    outer = tarfile.open(fileobj=io.BytesIO(archive))
+    outer = tarfile.open(fileobj=io.BytesIO(archive))  # noqa: SIM115 (in memory)
     manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
     fs: dict[str, Entry] = {}
     for layer_name in manifest[0]["Layers"]:
@@ -98,7 +98,7 @@ def flatten(archive: bytes) -> dict[str, Entry]:
 
 
 def config_of(archive: bytes) -> dict[str, Any]:
-    outer = tarfile.open(fileobj=io.BytesIO(archive))
+    outer = tarfile.open(fileobj=io.BytesIO(archive))  # noqa: SIM115 (in memory)
     manifest = json.load(outer.extractfile("manifest.json"))  # type: ignore[arg-type]
     cfg = json.load(outer.extractfile(manifest[0]["Config"]))  # type: ignore[arg-type]
     c = cfg.get("config") or {}
@@ -154,9 +154,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def main() -> int:
     write = "--write-expected" in sys.argv
     moor = str(Path(sys.executable).parent / "moor")
+    inspect = [DOCKER, "image", "inspect", "bb:1"]
     have_docker = (
-        Path(DOCKER).exists()
-        and subprocess.run([DOCKER, "image", "inspect", "bb:1"], capture_output=True).returncode == 0
+        Path(DOCKER).exists() and subprocess.run(inspect, capture_output=True).returncode == 0
     )
     if not have_docker:
         print("Docker (with an image bb:1) is not available: nothing to compare against")

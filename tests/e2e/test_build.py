@@ -1,0 +1,208 @@
+"""``moor build`` as a user runs it: output, cache, context forms, errors, cleanup."""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+from tests.conftest import MOOR, Moor
+
+DOCKERFILE = """FROM bb:1
+ARG MSG=hello
+COPY . /app/
+RUN echo "$MSG" > /app/msg && cat /app/msg
+CMD ["cat", "/app/msg"]
+"""
+
+
+def _ctx(tmp_path: Path, dockerfile: str = DOCKERFILE, files: int = 3) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    for i in range(files):
+        (ctx / f"f{i}.txt").write_text(f"file {i}\n")
+    return ctx
+
+
+def _mounts_under(path: Path) -> list[str]:
+    with open("/proc/mounts") as f:
+        return [line.split()[1] for line in f if line.split()[1].startswith(str(path))]
+
+
+def test_build_output_cache_and_run(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    first = moor("build", "-t", "app:1", "-t", "app:latest", str(ctx))
+    lines = first.stdout.splitlines()
+    assert lines[0].startswith("Sending build context to Docker daemon")
+    assert "Step 1/5 : FROM bb:1" in lines
+    assert 'Step 4/5 : RUN echo "$MSG" > /app/msg && cat /app/msg' in lines
+    assert "hello" in lines  # the RUN's output, streamed
+    assert any(line.startswith(" ---> Running in ") for line in lines)
+    assert lines[-3].startswith("Successfully built ")
+    assert lines[-2:] == ["Successfully tagged app:1", "Successfully tagged app:latest"]
+    assert "Using cache" not in first.stdout
+    image_id = lines[-3].split()[-1]
+    assert moor("run", "--rm", "app:1").stdout == "hello\n"
+    assert moor("ps", "-aq").stdout == ""  # no intermediate container left
+
+    again = moor("build", "-t", "app:1", str(ctx))
+    assert again.stdout.count(" ---> Using cache") == 4
+    assert "Running in" not in again.stdout
+    assert again.stdout.splitlines()[-2] == f"Successfully built {image_id}"
+
+    (ctx / "f1.txt").write_text("changed\n")
+    changed = moor("build", str(ctx)).stdout
+    assert changed.count(" ---> Using cache") == 1  # ARG only: the COPY and on run again
+    assert "Running in" in changed
+
+    arg = moor("build", "-q", "--build-arg", "MSG=bye", "-t", "bye", str(ctx)).stdout
+    assert arg.strip().startswith("sha256:")
+    assert moor("run", "--rm", "bye").stdout == "bye\n"
+    no_cache = moor("build", "--no-cache", str(ctx)).stdout
+    assert "Using cache" not in no_cache
+
+    # intermediate images are hidden from `images` unless -a
+    shown = moor("images", "-q").stdout.split()
+    everything = moor("images", "-aq").stdout.split()
+    assert len(everything) > len(shown)
+
+
+def test_build_context_tar_on_stdin_and_file_outside(moor: Moor, bb: str, tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in (("Dockerfile", b"FROM bb:1\nCOPY x /x\n"), ("x", b"from tar\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    out = moor("build", "-t", "fromtar", "-", input=buf.getvalue()).stdout
+    assert "Successfully tagged fromtar:latest" in out
+    assert moor("run", "--rm", "fromtar", "cat", "/x").stdout == "from tar\n"
+
+    ctx = _ctx(tmp_path, files=1)
+    outside = tmp_path / "elsewhere.Dockerfile"
+    outside.write_text("FROM bb:1\nCOPY f0.txt /got\nLABEL where=outside\n")
+    moor("build", "-f", str(outside), "-t", "outside", str(ctx))
+    labels = moor("image", "inspect", "-f", "{{json .Config.Labels}}", "outside").stdout
+    assert json.loads(labels) == {"where": "outside"}
+
+    # a Dockerfile alone on stdin: no context
+    moor("build", "-t", "nocontext", "-", input=b"FROM bb:1\nENV X=1\n")
+    env = moor("image", "inspect", "-f", "{{json .Config.Env}}", "nocontext").stdout
+    assert "X=1" in json.loads(env)
+
+
+def test_build_iidfile_label_target(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(
+        tmp_path,
+        "FROM bb:1 AS first\nRUN echo one > /one\nFROM bb:1 AS second\nRUN exit 9\n",
+        files=0,
+    )
+    iid = tmp_path / "iid"
+    res = moor("build", "--target", "first", "--iidfile", str(iid), "--label", "a=b", str(ctx))
+    assert "exit 9" not in res.stdout  # only the stages the target needs
+    assert iid.read_text().startswith("sha256:")
+    labels = moor("image", "inspect", "-f", "{{json .Config.Labels}}", iid.read_text()).stdout
+    assert json.loads(labels) == {"a": "b"}
+    bad = moor("build", "--target", "nope", str(ctx), check=False)
+    assert bad.returncode != 0
+    assert "failed to reach build target nope" in bad.stderr
+
+
+def test_build_errors(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nRUN echo start\nRUN exit 7\n", files=0)
+    failed = moor("build", str(ctx), check=False)
+    assert failed.returncode == 7
+    assert "The command '/bin/sh -c exit 7' returned a non-zero code: 7" in failed.stderr
+    assert moor("ps", "-aq").stdout == ""
+    assert _mounts_under(moor.root) == []
+    # the complete steps before the failure are cached
+    again = moor("build", str(ctx), check=False)
+    assert again.stdout.count("Using cache") == 1
+
+    cases = {
+        "FROM bb:1\nBOGUS x\n": "Dockerfile:2: unknown instruction: BOGUS",
+        "FROM bb:1\nCOPY missing /x\n": "Dockerfile:2: COPY failed: file not found in build "
+        "context or excluded by .dockerignore: stat missing: file does not exist",
+        "FROM bb:1\nCOPY ../x /x\n": "forbidden path outside the build context",
+        "FROM nosuchimage:1\n": "Dockerfile:1: pull access denied for nosuchimage:1",
+        "FROM bb:1\nCOPY --from=nowhere /a /b\n": "invalid from flag value nowhere",
+        "FROM bb:1\nCOPY f0.txt f1.txt /notadir\n": "must be a directory and end with a /",
+        'FROM bb:1\nENV A="unterminated\n': "Dockerfile:2: unexpected end of statement",
+        "FROM bb:1 AS a\nCOPY --from=a /x /y\n": "refers to current build stage",
+    }
+    for text, message in cases.items():
+        (ctx / "Dockerfile").write_text(text)
+        (ctx / "f0.txt").write_text("0")
+        (ctx / "f1.txt").write_text("1")
+        res = moor("build", str(ctx), check=False)
+        assert res.returncode == 1, text
+        assert message in res.stderr, (text, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+    missing = moor("build", str(tmp_path / "nope"), check=False)
+    assert missing.returncode == 1
+    assert "unable to prepare context" in missing.stderr
+
+
+def test_dockerignore_and_copy_rules(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nCOPY . /c/\nRUN find /c | sort\n", files=2)
+    (ctx / ".dockerignore").write_text("f1.txt\n")
+    out = moor("build", str(ctx)).stdout
+    assert "/c/f0.txt" in out
+    assert "/c/f1.txt" not in out
+    (ctx / ".dockerignore").write_text("f0.txt\n")
+    again = moor("build", str(ctx)).stdout  # the COPY's sources changed: no cache
+    assert "/c/f1.txt" in again
+    assert "Using cache" not in again
+
+
+def test_reproducible_with_source_date_epoch(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nCOPY . /c/\nRUN echo x > /made\n", files=2)
+    env = {**moor.env, "SOURCE_DATE_EPOCH": "1700000000"}
+
+    def build() -> str:
+        p = subprocess.run(
+            [MOOR, "build", "-q", "--no-cache", str(ctx)], env=env, capture_output=True, check=True
+        )
+        return p.stdout.decode().strip()
+
+    first = build()
+    time.sleep(1.1)
+    assert build() == first
+
+
+def test_interrupted_build_leaves_nothing(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nRUN echo begun && sleep 30\n", files=0)
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        p = moor.popen("build", str(ctx), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout is not None
+        deadline = time.monotonic() + 20
+        seen = b""
+        while b"begun" not in seen and time.monotonic() < deadline:
+            seen += p.stdout.readline()
+        assert b"begun" in seen
+        p.send_signal(sig)
+        p.wait(timeout=20)
+        assert p.returncode != 0
+        if sig == signal.SIGINT:
+            assert moor("ps", "-aq").stdout == ""
+            assert _mounts_under(moor.root) == []
+    # after kill -9, the next build removes what the dead one left
+    (ctx / "Dockerfile").write_text("FROM bb:1\nRUN true\n")
+    moor("build", str(ctx))
+    assert moor("ps", "-aq").stdout == ""
+    assert [m for m in _mounts_under(moor.root) if "/build/" in m] == []
+
+
+def test_builder_prune(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nRUN echo x > /x\nENV A=1\n", files=0)
+    moor("build", "-t", "p:1", str(ctx))
+    out = moor("builder", "prune", "-f").stdout
+    assert "Total:" in out
+    again = moor("build", "-t", "p:1", str(ctx)).stdout
+    assert "Using cache" not in again
+    assert moor("run", "--rm", "p:1", "cat", "/x").stdout == "x\n"
