@@ -206,3 +206,32 @@ def test_builder_prune(moor: Moor, bb: str, tmp_path: Path) -> None:
     again = moor("build", "-t", "p:1", str(ctx)).stdout
     assert "Using cache" not in again
     assert moor("run", "--rm", "p:1", "cat", "/x").stdout == "x\n"
+
+
+def test_run_mounts(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(
+        tmp_path,
+        "FROM bb:1 AS other\nRUN mkdir /o && echo fromstage > /o/f\n"
+        "FROM bb:1\nARG N=1\n"
+        "RUN --mount=type=cache,target=/var/cache/t,id=c1 echo run$N >> /var/cache/t/log"
+        " && cat /var/cache/t/log\n"
+        "RUN --mount=type=tmpfs,target=/scratch echo x > /scratch/y && ls /scratch\n"
+        "RUN --mount=type=bind,target=/ctx cat /ctx/f0.txt && cp /ctx/f0.txt /copied\n"
+        "RUN --mount=type=bind,from=other,source=/o,target=/mnt/o cat /mnt/o/f\n",
+        files=1,
+    )
+    first = moor("build", "--build-arg", "N=1", str(ctx)).stdout
+    assert "run1" in first
+    assert "fromstage" in first
+    second = moor("build", "--build-arg", "N=2", "-t", "m", str(ctx)).stdout
+    assert "run1\nrun2" in second  # the cache directory persisted across builds
+    listing = moor(
+        "run", "--rm", "m", "sh", "-c", "ls -d /var/cache/t /scratch /ctx /mnt; cat /copied",
+        check=False,
+    ).stdout  # fmt: skip
+    assert listing == "file 0\n"  # mount points are not part of any layer
+    assert _mounts_under(moor.root) == []
+    bad = _ctx(tmp_path, "FROM bb:1\nRUN --mount=type=secret,target=/s true\n", files=0)
+    res = moor("build", str(bad), check=False)
+    assert res.returncode == 1
+    assert "Dockerfile:2: unsupported mount type 'secret'" in res.stderr
