@@ -235,3 +235,21 @@ def test_run_mounts(moor: Moor, bb: str, tmp_path: Path) -> None:
     res = moor("build", str(bad), check=False)
     assert res.returncode == 1
     assert "Dockerfile:2: unsupported mount type 'secret'" in res.stderr
+
+
+def test_intermediate_images_follow_their_child(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nCOPY f0.txt /f\nRUN cat /f\nENV A=1\n", files=1)
+    moor("build", "-t", "app:1", str(ctx))
+    base_only = set(moor("images", "-aq").stdout.split())
+    assert len(base_only) == 4  # bb:1, two intermediates, the final image
+    (ctx / "f0.txt").write_text("changed")
+    moor("build", "-t", "app:1", str(ctx))
+    # the first build's final image is now dangling; its intermediates stay hidden
+    visible = moor("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert sorted(visible) == ["<none>:<none>", "app:1", "bb:1"]
+    moor("image", "prune", "-f")  # the dangling image and the intermediates only it used
+    assert len(moor("images", "-aq").stdout.split()) == 4
+    assert "Using cache" in moor("build", "-t", "app:1", str(ctx)).stdout  # cache kept
+    out = moor("rmi", "app:1").stdout  # deletes the intermediates with it, as Docker
+    assert out.count("Deleted: ") == 3
+    assert moor("images", "-aq").stdout.split() == [bb[7:19]]
