@@ -269,3 +269,73 @@ def test_cache_from_another_store(moor: Moor, bb: str, busybox_tar: Path, tmp_pa
     missing = other("build", "--cache-from", "nope:1", str(ctx), check=False)
     assert missing.returncode == 1
     assert "No such image: nope:1" in missing.stderr
+
+
+def test_add_url_chmod_heredocs_and_from_globs(moor: Moor, bb: str, tmp_path: Path) -> None:
+    import hashlib
+    import http.server
+    import threading
+
+    payload = b"served over loopback\n"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/files/data.txt"
+        digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+        ctx = _ctx(
+            tmp_path,
+            "FROM bb:1 AS src\nRUN mkdir /s && echo 1 > /s/a.txt && echo 2 > /s/b.txt"
+            " && echo 3 > /s/c.log\n"
+            "FROM bb:1\n"
+            f"ADD {url} /dl/\n"
+            f"ADD --checksum={digest} {url} /checked\n"
+            "COPY --chmod=0751 f0.txt /exec\n"
+            "COPY --from=src /s/*.txt /globbed/\n"
+            "COPY <<EOF /doc.txt\nhello $HOSTNAME_UNSET${X:-x}\nEOF\n"
+            "RUN <<EOF\necho from heredoc > /hd\nchmod 600 /hd\nEOF\n"
+            "RUN cat <<EOF > /cat\ncat heredoc\nEOF\n",
+            files=1,
+        )
+        moor("build", "-t", "h", str(ctx))
+        script = (
+            "stat -c '%a %n' /dl/data.txt /checked /exec /hd; ls /globbed; "
+            "cat /dl/data.txt /doc.txt /hd /cat"
+        )
+        out = moor("run", "--rm", "h", "sh", "-c", script).stdout
+        assert out.splitlines() == [
+            "600 /dl/data.txt",
+            "600 /checked",
+            "751 /exec",
+            "600 /hd",
+            "a.txt",
+            "b.txt",
+            "served over loopback",
+            "hello x",
+            "from heredoc",
+            "cat heredoc",
+        ]
+        bad = _ctx(tmp_path, f"FROM bb:1\nADD --checksum=sha256:{'0' * 64} {url} /x\n", files=0)
+        res = moor("build", str(bad), check=False)
+        assert res.returncode == 1
+        assert "Dockerfile:2: ADD failed: digest mismatch" in res.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    plat = _ctx(tmp_path, "FROM --platform=linux/s390x bb:1\n", files=0)
+    res = moor("build", str(plat), check=False)
+    assert "only the host's platform" in res.stderr
+    local = _ctx(tmp_path, "FROM bb:1\nADD --checksum=sha256:00 f0.txt /x\n", files=1)
+    res = moor("build", str(local), check=False)
+    assert "checksum can't be specified for non-HTTP(S) sources" in res.stderr

@@ -179,6 +179,12 @@ def build_cmd(
         force_rm=force_rm,
         source_date_epoch=epoch,
     )
+    import signal
+
+    def _interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # clean up (containers, mounts) as on Ctrl-C
+
+    signal.signal(signal.SIGTERM, _interrupt)
     eng = engine(ctx)
     out = Progress(lambda line: click.echo(line), quiet)
     with _context_dir(eng, path) as (ctx_dir, stdin_dockerfile):
