@@ -339,3 +339,15 @@ def test_add_url_chmod_heredocs_and_from_globs(moor: Moor, bb: str, tmp_path: Pa
     local = _ctx(tmp_path, "FROM bb:1\nADD --checksum=sha256:00 f0.txt /x\n", files=1)
     res = moor("build", str(local), check=False)
     assert "checksum can't be specified for non-HTTP(S) sources" in res.stderr
+
+
+def test_rm_false_keeps_the_step_containers(moor: Moor, bb: str, tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, "FROM bb:1\nRUN echo kept\n", files=0)
+    out = moor("build", "--rm=false", str(ctx)).stdout
+    assert "Removing intermediate container" not in out
+    kept = moor("ps", "-aq").stdout.split()
+    assert len(kept) == 1
+    moor("rm", *kept)
+    out = moor("build", "--no-cache", "--rm", "--force-rm=true", str(ctx)).stdout
+    assert "Removing intermediate container" in out
+    assert moor("ps", "-aq").stdout == ""

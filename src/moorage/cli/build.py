@@ -87,7 +87,23 @@ def _extract_context(stream: Any, dest: Path) -> None:
         raise InvalidArgument(f"invalid build context on stdin: {e}") from None
 
 
-@click.command("build")
+class _BuildCommand(click.Command):
+    """Takes Docker's ``--rm=false`` / ``--force-rm=true`` spellings of the boolean flags."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        out = []
+        for a in args:
+            name, sep, value = a.partition("=")
+            if sep and name in ("--rm", "--force-rm"):
+                v = value.strip().lower()
+                if v not in ("true", "false", "1", "0"):
+                    raise click.BadParameter(f"invalid boolean {value!r}", param_hint=name)
+                a = name if v in ("true", "1") else "--no-" + name[2:]
+            out.append(a)
+        return super().parse_args(ctx, out)
+
+
+@click.command("build", cls=_BuildCommand)
 @click.argument("path", metavar="PATH | -")
 @click.option("-f", "--file", "file", help="Name of the Dockerfile (default: PATH/Dockerfile).")
 @click.option("-t", "--tag", "tags", multiple=True, help="Name and optionally a tag (name:tag).")
@@ -108,21 +124,11 @@ def _extract_context(stream: Any, dest: Path) -> None:
 @click.option("--no-cache", is_flag=True, help="Do not use cache when building the image.")
 @click.option("--cache-from", "cache_from", multiple=True, help="Images to consider as cache.")
 @click.option(
-    "--rm",
-    type=click.BOOL,
-    is_flag=False,
-    flag_value=True,
+    "--rm/--no-rm",
     default=True,
-    help="Remove intermediate containers after a successful build (default true).",
+    help="Remove intermediate containers after a successful build (--rm=false keeps them).",
 )
-@click.option(
-    "--force-rm",
-    type=click.BOOL,
-    is_flag=False,
-    flag_value=True,
-    default=False,
-    help="Always remove intermediate containers.",
-)
+@click.option("--force-rm/--no-force-rm", default=False, help="Always remove them.")
 @click.option("--pull", is_flag=True, hidden=True)
 @click.option("--squash", is_flag=True, hidden=True)
 @click.pass_context
