@@ -134,6 +134,8 @@ def test_build_errors(moor: Moor, bb: str, tmp_path: Path) -> None:
         "FROM bb:1\nCOPY f0.txt f1.txt /notadir\n": "must be a directory and end with a /",
         'FROM bb:1\nENV A="unterminated\n': "Dockerfile:2: unexpected end of statement",
         "FROM bb:1 AS a\nCOPY --from=a /x /y\n": "refers to current build stage",
+        "FROM bb:1\nCOPY f0.txt /etc/passwd/x/\n": "Dockerfile:2: COPY failed: cannot create "
+        "directory /etc/passwd: a file is in the way",
     }
     for text, message in cases.items():
         (ctx / "Dockerfile").write_text(text)
