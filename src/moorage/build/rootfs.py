@@ -1,0 +1,63 @@
+"""A step's scratch root filesystem for COPY/ADD/WORKDIR: an overlay of the parent's layers
+with a fresh upper dir, under ``<root>/build/tmp-*`` (flocked by its builder, so what a
+killed build leaves is unmounted and removed by the next one)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from moorage.engine.containers.rootfs import is_mounted, mount_overlay, unmount
+from moorage.store.locks import is_abandoned
+
+_PREFIX = "tmp-"
+
+
+def build_dir(store_root: Path) -> Path:
+    return store_root / "build"
+
+
+def clean_abandoned(store_root: Path) -> None:
+    """Unmount and remove the scratch dirs of builds that died."""
+    base = build_dir(store_root)
+    try:
+        names = os.listdir(base)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = base / name
+        if not name.startswith(_PREFIX) or not is_abandoned(path / "lock", grace=0):
+            continue
+        with contextlib.suppress(Exception):
+            unmount(path / "merged")
+        if not is_mounted(path / "merged"):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_root(store_root: Path, lowers: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
+    """Yields (merged, upper): ``merged`` mounted, ``upper`` collecting the changes.
+    The upper dir stays readable after the mount is gone, until the context exits."""
+    base = build_dir(store_root)
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = base / f"{_PREFIX}{os.urandom(8).hex()}"
+    path.mkdir(mode=0o700)
+    fd = os.open(path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        upper, work, merged, empty = (path / n for n in ("upper", "work", "merged", "empty"))
+        for d in (upper, work, merged, empty):
+            d.mkdir()
+        os.chmod(upper, 0o755)
+        mount_overlay(list(lowers) or [empty], upper, work, merged)
+        try:
+            yield merged, upper
+        finally:
+            unmount(merged)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
