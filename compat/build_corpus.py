@@ -33,6 +33,35 @@ CONFIG_FIELDS = (
 Entry = tuple[str, int, int, int, str]  # type, mode, uid, gid, content digest or link target
 
 
+# what git cannot keep (modes other than 644/755, empty directories), applied to a copy of
+# the case before it is built; every other file gets 0644 and every directory 0755
+PREPARE: dict[str, list[tuple[str, str, int]]] = {
+    "copy_dirs": [("chmod", "dir/sub", 0o750), ("chmod", "f2.txt", 0o600)],
+    "copy_links": [("mkdir", "dir/empty", 0o755), ("chmod", "suid", 0o4755)],
+    "copy_chown": [("chmod", "d/x", 0o640)],
+}
+
+
+def prepare(case: str, into: Path) -> Path:
+    """A copy of the case's context with the same modes on every machine."""
+    import shutil
+
+    dest = into / case
+    shutil.copytree(CORPUS / case, dest, symlinks=True)
+    for dirpath, dirs, files in os.walk(dest):
+        os.chmod(dirpath, 0o755)
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o644)
+        del dirs
+    for op, rel, mode in PREPARE.get(case, []):
+        if op == "mkdir":
+            os.makedirs(dest / rel, exist_ok=True)
+        os.chmod(dest / rel, mode)
+    return dest
+
+
 def expected_path(case: str) -> Path:
     return CORPUS / "expected" / f"{case}.json"
 
@@ -114,12 +143,13 @@ def diff_fs(base: dict[str, Entry], image: dict[str, Entry]) -> dict[str, Any]:
 
 def result(tool: list[str], case: str, env: dict[str, str], base_archive: bytes) -> dict[str, Any]:
     tag = f"compat-{case.replace('_', '-')}:1"
-    subprocess.run(
-        [*tool, "build", "-q", "-t", tag, *build_args(case), str(CORPUS / case)],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [*tool, "build", "-q", "-t", tag, *build_args(case), str(prepare(case, Path(tmp)))],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
     archive = subprocess.run([*tool, "save", tag], check=True, env=env, capture_output=True).stdout
     return {"config": config_of(archive), "fs": diff_fs(flatten(base_archive), flatten(archive))}
 

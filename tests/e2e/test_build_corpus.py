@@ -8,7 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from compat.build_corpus import CORPUS, cases, compare, config_of, diff_fs, expected_path, flatten
+from compat.build_corpus import (
+    CORPUS,
+    cases,
+    compare,
+    config_of,
+    diff_fs,
+    expected_path,
+    flatten,
+    prepare,
+)
 
 from tests.conftest import Moor
 
@@ -20,14 +29,14 @@ def plain_bb(moor: Moor, busybox_tar: Path) -> str:
 
 
 @pytest.mark.parametrize("case", cases())
-def test_build_matches_docker(moor: Moor, plain_bb: str, case: str) -> None:
+def test_build_matches_docker(moor: Moor, plain_bb: str, case: str, tmp_path: Path) -> None:
     expected = json.loads(expected_path(case).read_text())
     args: list[str] = []
     extra = CORPUS / case / "build-args"
     if extra.exists():
         for line in extra.read_text().split():
             args += ["--build-arg", line]
-    moor("build", "-q", "-t", "t:1", *args, str(CORPUS / case))
+    moor("build", "-q", "-t", "t:1", *args, str(prepare(case, tmp_path)))
     base = moor("save", "bb:1").stdout_bytes
     archive = moor("save", "t:1").stdout_bytes
     got = {"config": config_of(archive), "fs": diff_fs(flatten(base), flatten(archive))}
