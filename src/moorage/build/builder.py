@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 from moorage.build import copy as cp
 from moorage.build.context import BuildContext
 from moorage.build.frontend import Dockerfile, DockerfileError, Instruction, Stage
+from moorage.build.layers import layer_in_place
 from moorage.build.shell import ExpansionError, process_word, process_words
 from moorage.engine.images.layers import LayerInfo, known_layer, layer_from_stream
 from moorage.errors import InvalidArgument, MoorageError, NotFound
@@ -293,11 +294,16 @@ class Builder:
         ins = stage.from_instr
         base = self._expand(ins, stage.base, self.meta_env())
         if stage.platform:
-            wanted = self._expand(ins, stage.platform, [*self.meta_env(), *(
-                f"{k}={v}" for k, v in _platform_args().items())])
+            wanted = self._expand(
+                ins,
+                stage.platform,
+                [*self.meta_env(), *(f"{k}={v}" for k, v in _platform_args().items())],
+            )
             host = _platform_args()["TARGETPLATFORM"]
             if wanted.rstrip("/") not in (host, "linux", host.split("/")[1]):
-                raise ins.error(f"--platform={wanted}: only the host's platform ({host}) can be built")
+                raise ins.error(
+                    f"--platform={wanted}: only the host's platform ({host}) can be built"
+                )
         if not base:
             raise ins.error("base name (" + stage.base + ") should not be blank")
         dep = self._stage_ref(base, before=stage.index)
@@ -553,7 +559,10 @@ class Builder:
     ) -> StageState | None:
         """A ``--cache-from`` image whose history continues ours with this very step: reuse
         its layer (if the step made one) under the config we computed."""
-        mine = [(h.get("created_by"), bool(h.get("empty_layer"))) for h in state.doc.get("history") or []]
+        mine = [
+            (h.get("created_by"), bool(h.get("empty_layer")))
+            for h in state.doc.get("history") or []
+        ]
         n_layers = len(state.layers)
         for source_id in self._cache_from_ids:
             src = self._load_image(source_id)
@@ -677,13 +686,17 @@ class Builder:
         if hit is not None:
             return self._hit(state, hit, announce)
         layer = None
-        with scratch_root(self.store.root, self._lowers(state)) as (merged, upper):
-            if not cp.in_root(merged, path).is_dir():
-                try:
-                    cp.mkdirs(merged, path, None)
-                except (InvalidArgument, OSError) as e:
-                    raise ins.error(f"cannot create the working directory: {e}") from None
-                layer = self._layer_from_upper(upper)
+        lowers = self._lowers(state)
+
+        def make_workdir(diff: Path) -> None:
+            with scratch_root(self.store.root, lowers, upper_dir=diff) as (merged, _):
+                if not cp.in_root(merged, path).is_dir():
+                    try:
+                        cp.mkdirs(merged, path, None)
+                    except (InvalidArgument, OSError) as e:
+                        raise ins.error(f"cannot create the working directory: {e}") from None
+
+        layer = layer_in_place(self.store, make_workdir, clamp_mtime=self.opts.source_date_epoch)
         new = self._commit(
             state,
             key,
@@ -792,73 +805,81 @@ class Builder:
         hit = self._cached(state, key, created_by)
         if hit is not None:
             return self._hit(state, hit, announce)
-        with contextlib.ExitStack() as stack:
-            merged, upper = stack.enter_context(scratch_root(self.store.root, self._lowers(state)))
-            src_merged: Path | None = None
-            if src_state is not None:
-                src_merged, _ = stack.enter_context(
-                    scratch_root(self.store.root, self._lowers(src_state))
+        lowers = self._lowers(state)
+
+        def make_copy(diff: Path) -> None:
+            with contextlib.ExitStack() as stack:
+                merged, _ = stack.enter_context(
+                    scratch_root(self.store.root, lowers, upper_dir=diff)
                 )
-            owner = cp.resolve_owner(chown, cp.read_in_root(merged)) if chown else None
-            try:
-                for kind, payload in plan:
-                    if kind == "context":
-                        assert self.ctx is not None
-                        self._copy_from(
-                            ins,
-                            self.ctx.root,
-                            payload,
-                            merged,
-                            dest_abs,
-                            dest_is_dir,
-                            owner,
-                            chmod,
-                            extract=cmd == "ADD",
-                            context=True,
-                        )
-                    elif kind == "stage":
-                        assert src_merged is not None
-                        src = str(payload)
-                        for rel in self._stage_sources(ins, cmd, src_merged, src):
+                src_merged: Path | None = None
+                if src_state is not None:
+                    src_merged, _ = stack.enter_context(
+                        scratch_root(self.store.root, self._lowers(src_state))
+                    )
+                owner = cp.resolve_owner(chown, cp.read_in_root(merged)) if chown else None
+                try:
+                    for kind, payload in plan:
+                        if kind == "context":
+                            assert self.ctx is not None
                             self._copy_from(
-                            ins,
-                            src_merged,
-                            rel,
-                            merged,
-                            dest_abs,
-                            dest_is_dir,
-                            owner,
-                            chmod,
-                            extract=False,
-                            context=False,
-                        )
-                    elif kind == "heredoc":
-                        name, content = payload
-                        target = dest_abs if not dest_is_dir else posixpath.join(dest_abs, name)
-                        cp.mkdirs(merged, posixpath.dirname(target), owner)
-                        host = cp.in_root(merged, target)
-                        host.write_text(content)
-                        os.chmod(host, chmod if chmod is not None else 0o644)
-                        o = owner or cp.Owner(0, 0)
-                        os.lchown(host, o.uid, o.gid)
-                    elif kind == "url":
-                        self._add_url(
-                            ins,
-                            str(payload),
-                            merged,
-                            dest_abs,
-                            dest_is_dir,
-                            owner,
-                            chmod,
-                            checksum_flag,
-                        )
-            except OSError as e:
-                raise ins.error(f"{cmd} failed: {e.strerror or e}: {e.filename or ''}") from None
-            except DockerfileError:
-                raise
-            except InvalidArgument as e:
-                raise ins.error(f"{cmd} failed: {e}") from None
-            layer = self._layer_from_upper(upper)
+                                ins,
+                                self.ctx.root,
+                                payload,
+                                merged,
+                                dest_abs,
+                                dest_is_dir,
+                                owner,
+                                chmod,
+                                extract=cmd == "ADD",
+                                context=True,
+                            )
+                        elif kind == "stage":
+                            assert src_merged is not None
+                            src = str(payload)
+                            for rel in self._stage_sources(ins, cmd, src_merged, src):
+                                self._copy_from(
+                                    ins,
+                                    src_merged,
+                                    rel,
+                                    merged,
+                                    dest_abs,
+                                    dest_is_dir,
+                                    owner,
+                                    chmod,
+                                    extract=False,
+                                    context=False,
+                                )
+                        elif kind == "heredoc":
+                            name, content = payload
+                            target = dest_abs if not dest_is_dir else posixpath.join(dest_abs, name)
+                            cp.mkdirs(merged, posixpath.dirname(target), owner)
+                            host = cp.in_root(merged, target)
+                            host.write_text(content)
+                            os.chmod(host, chmod if chmod is not None else 0o644)
+                            o = owner or cp.Owner(0, 0)
+                            os.lchown(host, o.uid, o.gid)
+                        elif kind == "url":
+                            self._add_url(
+                                ins,
+                                str(payload),
+                                merged,
+                                dest_abs,
+                                dest_is_dir,
+                                owner,
+                                chmod,
+                                checksum_flag,
+                            )
+                except OSError as e:
+                    raise ins.error(
+                        f"{cmd} failed: {e.strerror or e}: {e.filename or ''}"
+                    ) from None
+                except DockerfileError:
+                    raise
+                except InvalidArgument as e:
+                    raise ins.error(f"{cmd} failed: {e}") from None
+
+        layer = layer_in_place(self.store, make_copy, clamp_mtime=self.opts.source_date_epoch)
         new = self._commit(
             state,
             key,
@@ -1109,7 +1130,15 @@ class Builder:
                 )
             upper = svc.overlay(rec.id) / "diff"
             _drop_mount_points(upper, self._lowers(state))
-            layer = self._layer_from_upper(upper)
+            if keep:  # the container keeps its upper dir: the layer is a copy of it
+                layer = self._layer_from_upper(upper)
+            else:
+
+                def adopt(diff: Path) -> None:
+                    os.rmdir(diff)
+                    os.rename(upper, diff)
+
+                layer = layer_in_place(self.store, adopt, clamp_mtime=self.opts.source_date_epoch)
             new = self._commit(
                 state,
                 key,

@@ -39,9 +39,11 @@ def clean_abandoned(store_root: Path) -> None:
 
 
 @contextlib.contextmanager
-def scratch_root(store_root: Path, lowers: Sequence[Path]) -> Iterator[tuple[Path, Path]]:
-    """Yields (merged, upper): ``merged`` mounted, ``upper`` collecting the changes.
-    The upper dir stays readable after the mount is gone, until the context exits."""
+def scratch_root(
+    store_root: Path, lowers: Sequence[Path], upper_dir: Path | None = None
+) -> Iterator[tuple[Path, Path]]:
+    """Yields (merged, upper): ``merged`` mounted, ``upper`` collecting the changes (our own
+    temporary one, or ``upper_dir``: a snapshot being made, on the same filesystem)."""
     base = build_dir(store_root)
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = base / f"{_PREFIX}{os.urandom(8).hex()}"
@@ -50,8 +52,12 @@ def scratch_root(store_root: Path, lowers: Sequence[Path]) -> Iterator[tuple[Pat
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         upper, work, merged, empty = (path / n for n in ("upper", "work", "merged", "empty"))
-        for d in (upper, work, merged, empty):
+        for d in (work, merged, empty):
             d.mkdir()
+        if upper_dir is None:
+            upper.mkdir()
+        else:
+            upper = upper_dir
         os.chmod(upper, 0o755)
         mount_overlay(list(lowers) or [empty], upper, work, merged)
         try:
