@@ -233,6 +233,8 @@ def test_run_mounts(moor: Moor, bb: str, tmp_path: Path) -> None:
     ).stdout  # fmt: skip
     assert listing == "file 0\n"  # mount points are not part of any layer
     assert _mounts_under(moor.root) == []
+    net = _ctx(tmp_path, "FROM bb:1\nRUN --network=none ip -o link | grep -vc lo; true\n", files=0)
+    assert "\n0\n" in moor("build", "--no-cache", str(net)).stdout  # only loopback inside
     bad = _ctx(tmp_path, "FROM bb:1\nRUN --mount=type=secret,target=/s true\n", files=0)
     res = moor("build", str(bad), check=False)
     assert res.returncode == 1

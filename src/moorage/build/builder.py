@@ -1104,6 +1104,11 @@ class Builder:
             return self._hit(state, hit, announce)
         if not state.image_id:
             state = self._commit(state, "", None, history=None)
+        network = ins.flag("network") or "default"
+        if network == "default":
+            network = self.opts.network
+        if network not in ("host", "none"):
+            raise ins.error(f"RUN --network={network}: only default, host and none are supported")
         svc = self._containers()
         pid = os.getpid()
         spec = ContainerSpec(
@@ -1112,7 +1117,7 @@ class Builder:
             entrypoint="",
             args=tuple(command),
             env=tuple(args_env),
-            network_mode=self.opts.network,
+            network_mode=network,
             labels={"moorage.build.pid": str(pid), "moorage.build.start": _start_time(pid)},
         )
         rec = svc.create(spec)
