@@ -355,3 +355,22 @@ def test_rm_false_keeps_the_step_containers(moor: Moor, bb: str, tmp_path: Path)
     out = moor("build", "--no-cache", "--rm", "--force-rm=true", str(ctx)).stdout
     assert "Removing intermediate container" in out
     assert moor("ps", "-aq").stdout == ""
+
+
+def test_onbuild_triggers_run_in_the_child(moor: Moor, bb: str, tmp_path: Path) -> None:
+    parent = _ctx(
+        tmp_path, "FROM bb:1\nONBUILD COPY f0.txt /from-child\nONBUILD RUN echo t > /t\n", files=1
+    )
+    moor("build", "-t", "parent", str(parent))
+    cfg = json.loads(moor("image", "inspect", "-f", "{{json .Config.OnBuild}}", "parent").stdout)
+    assert cfg == ["COPY f0.txt /from-child", "RUN echo t > /t"]
+    child_dir = tmp_path / "child"
+    child_dir.mkdir()
+    (child_dir / "Dockerfile").write_text("FROM parent\nLABEL child=1\n")
+    (child_dir / "f0.txt").write_text("child's file\n")
+    out = moor("build", "-t", "child", str(child_dir)).stdout
+    assert "# Executing 2 build triggers" in out
+    got = moor("run", "--rm", "child", "cat", "/from-child", "/t").stdout
+    assert got == "child's file\nt\n"
+    inherited = moor("image", "inspect", "-f", "{{json .Config.OnBuild}}", "child").stdout
+    assert json.loads(inherited) in (None, [])
