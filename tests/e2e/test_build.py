@@ -232,6 +232,10 @@ def test_run_mounts(moor: Moor, bb: str, tmp_path: Path) -> None:
         check=False,
     ).stdout  # fmt: skip
     assert listing == "file 0\n"  # mount points are not part of any layer
+    moor("builder", "prune", "-f")  # forgets the cache directories too
+    third = moor("build", "--build-arg", "N=3", str(ctx)).stdout
+    assert "run3" in third
+    assert "run2" not in third
     assert _mounts_under(moor.root) == []
     net = _ctx(tmp_path, "FROM bb:1\nRUN --network=none ip -o link | grep -vc lo; true\n", files=0)
     assert "\n0\n" in moor("build", "--no-cache", str(net)).stdout  # only loopback inside

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from moorage.build.frontend import DockerfileError, parse
 from moorage.build.ignore import Matcher, read_patterns
@@ -139,3 +141,44 @@ def test_heredoc_flags() -> None:
     df = parse('FROM x\nCOPY <<-"EOF" /y\n\thi $A\n\tEOF\n')
     doc = df.stages[0].instructions[0].heredocs[0]
     assert (doc.content, doc.expand, doc.chomp) == ("hi $A\n", False, True)
+
+
+# ---- properties ---------------------------------------------------------------------------
+
+
+_plain = st.text(
+    alphabet=st.characters(blacklist_characters="$'\"\\`", blacklist_categories=("Cs",)),
+    max_size=40,
+)
+
+
+@given(_plain)
+def test_plain_words_are_unchanged(word: str) -> None:
+    assert process_word(word, ENV) == word
+
+
+@given(st.text(alphabet=st.characters(blacklist_characters="'", blacklist_categories=("Cs",))))
+def test_single_quotes_keep_everything(text: str) -> None:
+    assert process_word(f"'{text}'", ENV) == text
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_escaping_every_character_gives_it_back(text: str) -> None:
+    assert process_word("".join("\\" + c for c in text), ENV) == text
+
+
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=40))
+def test_expansion_never_fails_but_with_expansion_error(text: str) -> None:
+    try:
+        process_word(text, ENV)
+        process_words(text, ENV)
+    except ExpansionError:
+        pass
+
+
+@given(st.lists(st.sampled_from(["a", "b", "*", "**", "?", "x.log", "!"]), max_size=5))
+def test_ignore_matcher_total(parts: list[str]) -> None:
+    pattern = "/".join(p for p in parts if p) or "x"
+    if pattern.startswith("!") and not pattern[1:].strip():
+        return
+    Matcher([pattern]).excluded("a/b/x.log")

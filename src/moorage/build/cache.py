@@ -30,7 +30,24 @@ def prune(engine: Any) -> tuple[list[str], int]:
                 [(i,) for i in candidates],
             )
     engine.images.collect_garbage(blocking=True)
+    freed += _remove_cache_mounts(store)
     return candidates, freed
+
+
+def _remove_cache_mounts(store: Any) -> int:
+    """Delete the ``RUN --mount=type=cache`` directories (no build runs meanwhile: builds
+    hold the store lock shared, this takes it exclusively)."""
+    import shutil
+
+    from moorage.store.snapshots import dir_usage
+
+    cache = store.root / "build" / "cache"
+    if not cache.is_dir():
+        return 0
+    with store.collecting(blocking=True):
+        freed = dir_usage(cache)
+        shutil.rmtree(cache, ignore_errors=True)
+    return freed
 
 
 def intermediate_ids(conn: Any) -> set[str]:
