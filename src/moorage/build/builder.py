@@ -236,14 +236,12 @@ class Builder:
                 )
             target = idx
         order = self.needed_stages(target)
-        if self.opts.labels:
-            labels = " ".join(
-                f"{json.dumps(k)}={json.dumps(v)}" for k, v in sorted(self.opts.labels.items())
-            )
-            from moorage.build.frontend import parse_instruction_text
-
-            extra = parse_instruction_text(f"LABEL {labels}", "--label")
-            self.df.stages[target].instructions.append(extra)
+        # Docker: one LABEL step per --label (sorted), taken literally, after the last step
+        for k, v in sorted(self.opts.labels.items()):
+            self.df.stages[target].instructions.append(
+                Instruction("LABEL", (k, v), {}, False, f"LABEL {k}={v}", "--label", 0,
+                            expand=False)
+            )  # fmt: skip
         self._steps = sum(1 + len(self.df.stages[i].instructions) for i in order)
         from moorage.build.rootfs import clean_abandoned
 
@@ -385,6 +383,8 @@ class Builder:
                 raise ins.error(f"{cmd} must have two arguments")
             pairs = [
                 (self._expand(ins, words[i], env), self._expand(ins, words[i + 1], env))
+                if ins.expand
+                else (words[i], words[i + 1])
                 for i in range(0, len(words), 2)
             ]
             if cmd == "ENV":

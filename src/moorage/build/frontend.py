@@ -49,6 +49,7 @@ class Instruction:
     line: int
     heredocs: tuple[Heredoc, ...] = ()
     sub: str | None = None  # ONBUILD's trigger instruction name
+    expand: bool = True  # False for the LABELs --label adds (taken literally)
 
     @property
     def where(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,7 +223,11 @@ def build_cmd(
             if not quiet:
                 from moorage.units import human_size
 
-                total = sum(e.st.st_size for e in build_ctx.entries().values())
+                # the size of the context as a tar, which is what Docker reports
+                total = 1024 + sum(
+                    512 + (e.st.st_size + 511) // 512 * 512 if stat.S_ISREG(e.st.st_mode) else 512
+                    for e in build_ctx.entries().values()
+                )
                 click.echo(f"Sending build context to Docker daemon  {human_size(total, 4)}")
         builder = Builder(eng, dockerfile, build_ctx, options, out, stdio())
         try:
