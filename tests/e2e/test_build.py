@@ -48,6 +48,9 @@ def test_build_output_cache_and_run(moor: Moor, bb: str, tmp_path: Path) -> None
     assert "Using cache" not in first.stdout
     image_id = lines[-3].split()[-1]
     assert moor("run", "--rm", "app:1").stdout == "hello\n"
+    parent = moor("image", "inspect", "-f", "{{.Parent}}", "app:1").stdout.strip()
+    assert parent.startswith("sha256:")  # the RUN step's image, as Docker shows it
+    assert moor("image", "inspect", "-f", "{{.Parent}}", "bb:1").stdout.strip() == ""
     assert moor("ps", "-aq").stdout == ""  # no intermediate container left
 
     again = moor("build", "-t", "app:1", str(ctx))

@@ -295,6 +295,12 @@ class ImageService:
         self.collect_garbage(blocking=True)
         return events, before
 
+    def _parent(self, image_id: Digest) -> str:
+        """The image a build made this one from ("" for others)."""
+        row = self._conn.execute("SELECT parent FROM images WHERE id = ?", (str(image_id),))
+        found = row.fetchone()
+        return str(found["parent"]) if found is not None else ""
+
     def _parents(self) -> set[str]:
         """Ids of images that are the parent of another (built) image."""
         rows = self._conn.execute("SELECT DISTINCT parent FROM images WHERE parent != ''")
@@ -359,7 +365,7 @@ class ImageService:
             "Id": str(rec.id),
             "RepoTags": [familiar(t) for t in rec.tags],
             "RepoDigests": [familiar(d) for d in rec.repo_digests],
-            "Parent": cfg.get("parent", ""),
+            "Parent": cfg.get("parent") or self._parent(rec.id),
             "Comment": _comment(cfg),
             "Created": rec.created or "0001-01-01T00:00:00Z",
             "Container": cfg.get("container", ""),
