@@ -381,3 +381,12 @@ def test_onbuild_triggers_run_in_the_child(moor: Moor, bb: str, tmp_path: Path) 
     assert got == "child's file\nt\n"
     inherited = moor("image", "inspect", "-f", "{{json .Config.OnBuild}}", "child").stdout
     assert json.loads(inherited) in (None, [])
+
+
+def test_many_layers(moor: Moor, bb: str, tmp_path: Path) -> None:
+    steps = "".join(f"COPY f0.txt /layer{i}\n" for i in range(60))
+    ctx = _ctx(tmp_path, f"FROM bb:1\n{steps}COPY f0.txt /last\n", files=1)
+    moor("build", "-t", "deep", str(ctx))  # each COPY mounts all the layers below it
+    layers = moor("image", "inspect", "-f", "{{len .RootFS.Layers}}", "deep").stdout
+    assert layers == "62\n"
+    assert _mounts_under(moor.root) == []

@@ -38,6 +38,28 @@ def clean_abandoned(store_root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+_MAX_OPTIONS = 4000  # mount(2) copies its options into one page
+
+
+def _mount(lowers: list[Path], upper: Path, work: Path, merged: Path, links: Path) -> None:
+    """Mount the overlay; with many layers, through short relative links to them (the
+    options of mount(2) must fit in a page), as Docker's overlay2 driver does."""
+    opts = f"lowerdir={':'.join(map(str, lowers))},upperdir={upper},workdir={work}"
+    if len(opts) <= _MAX_OPTIONS:
+        mount_overlay(lowers, upper, work, merged)
+        return
+    links.mkdir()
+    for i, lower in enumerate(lowers):
+        os.symlink(lower, links / f"{i:x}")
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    try:
+        os.chdir(links)  # the kernel resolves relative lowerdirs from the caller's cwd
+        mount_overlay([Path(f"{i:x}") for i in range(len(lowers))], upper, work, merged)
+    finally:
+        os.fchdir(cwd)
+        os.close(cwd)
+
+
 @contextlib.contextmanager
 def scratch_root(
     store_root: Path, lowers: Sequence[Path], upper_dir: Path | None = None
@@ -59,7 +81,7 @@ def scratch_root(
         else:
             upper = upper_dir
         os.chmod(upper, 0o755)
-        mount_overlay(list(lowers) or [empty], upper, work, merged)
+        _mount(list(lowers) or [empty], upper, work, merged, path / "l")
         try:
             yield merged, upper
         finally:
