@@ -163,6 +163,13 @@ def test_dockerignore_and_copy_rules(moor: Moor, bb: str, tmp_path: Path) -> Non
     again = moor("build", str(ctx)).stdout  # the COPY's sources changed: no cache
     assert "/c/f1.txt" in again
     assert "Using cache" not in again
+    (ctx / "skip" / "deep").mkdir(parents=True)
+    (ctx / "skip" / "deep" / "keep.txt").write_text("kept")
+    (ctx / "skip" / "drop.txt").write_text("dropped")
+    (ctx / ".dockerignore").write_text("skip\n!skip/deep/keep.txt\n")
+    third = moor("build", str(ctx)).stdout
+    assert "/c/skip/deep/keep.txt" in third
+    assert "drop.txt" not in third
 
 
 def test_reproducible_with_source_date_epoch(moor: Moor, bb: str, tmp_path: Path) -> None:

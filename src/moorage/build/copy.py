@@ -144,6 +144,11 @@ def copy_tree(
     dirs: list[tuple[Path, os.stat_result]] = []
     for rel, st in rels:
         target = dest_dir / rel
+        parent = target.parent
+        if not parent.is_dir():  # an excluded directory whose content an exception keeps
+            parent.mkdir(parents=True, mode=0o755)
+            o = owner or Owner(0, 0)
+            os.lchown(parent, o.uid, o.gid)
         copy_entry(src_root / rel, st, target, owner, chmod)
         if stat.S_ISDIR(st.st_mode):
             dirs.append((target, st))
