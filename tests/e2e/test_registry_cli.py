@@ -237,3 +237,18 @@ def test_interrupted_pull_resumes(moor: Moor, bb: str, registry: RegistryServer)
     out = moor("pull", name).stdout
     assert "Already exists" in out and out.count("Pull complete") == 1
     assert moor("run", "--rm", name, "cat", "/more").stdout == "more\n"
+
+
+def test_build_pulls_a_from_image_it_does_not_have(
+    moor: Moor, bb: str, registry: RegistryServer, tmp_path: Path
+) -> None:
+    name = f"{registry.host}/base/bb:1"
+    moor("tag", "bb:1", name)
+    moor("push", name)
+    moor("rmi", name, "bb:1")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN echo built > /built\n")
+    out = moor("build", "-t", "child:1", str(ctx)).stdout
+    assert f"Pulling {name}" in out and "Successfully tagged child:1" in out
+    assert moor("run", "--rm", "child:1", "cat", "/built").stdout == "built\n"

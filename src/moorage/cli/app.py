@@ -56,6 +56,8 @@ TOP_LEVEL: dict[str, str] = {
     "login": "moorage.cli.distribution:login_cmd",
     "logout": "moorage.cli.distribution:logout_cmd",
     "search": "moorage.cli.distribution:search_cmd",
+    "build": "moorage.cli.build:build_cmd",
+    "builder": "moorage.cli.build:builder_group",
 }
 
 

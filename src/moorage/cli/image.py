@@ -39,13 +39,22 @@ def _created_at(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(ts))
 
 
-def image_rows(ctx: click.Context, filters: list[tuple[str, str]], no_trunc: bool) -> list[Any]:
+def image_rows(
+    ctx: click.Context, filters: list[tuple[str, str]], no_trunc: bool, show_all: bool = True
+) -> list[Any]:
     from moorage.oci.reference import parse_reference
 
     images = engine(ctx).images
     rows: list[dict[str, Any]] = []
     now = time.time()
+    hidden: set[str] = set()
+    if not show_all:  # a build's intermediate images, as Docker hides them without -a
+        from moorage.build.cache import intermediate_ids
+
+        hidden = intermediate_ids(images.store.db.conn)
     for rec in images.ls(filters=filters):
+        if str(rec.id) in hidden:
+            continue
         created = parse_time(rec.created) or rec.added
         digests: dict[str, str] = {}
         for d in rec.repo_digests:
@@ -102,7 +111,7 @@ def images_cmd(
     parsed = parse_filters(filters)
     if repository:
         parsed.append(("reference", repository))
-    rows = image_rows(ctx, parsed, no_trunc)
+    rows = image_rows(ctx, parsed, no_trunc, show_all)
     table = IMAGES_TABLE_DIGESTS if digests else IMAGES_TABLE
     click.echo(
         format_list(

@@ -101,6 +101,23 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (digest, registry, repository)
     );
     """,
+    # 4: the build cache (classic builder: step key -> the image it made), each image's
+    # parent (intermediate images are hidden from `images`), and remembered file checksums.
+    """
+    ALTER TABLE images ADD COLUMN parent TEXT NOT NULL DEFAULT '';
+    CREATE INDEX images_parent ON images(parent);
+    CREATE TABLE build_cache (
+        key TEXT PRIMARY KEY,             -- sha256 of parent id, instruction, sources checksum
+        image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+        created REAL NOT NULL
+    );
+    CREATE INDEX build_cache_image ON build_cache(image_id);
+    CREATE TABLE build_checksums (
+        path TEXT PRIMARY KEY,            -- absolute path of a context file
+        stat_key TEXT NOT NULL,           -- dev:ino:size:mtime_ns:ctime_ns when hashed
+        digest TEXT NOT NULL              -- sha256 hex of its content
+    );
+    """,
 ]
 
 

@@ -270,8 +270,12 @@ class ImageService:
             if users:
                 # forced while a container uses it: Docker keeps the image, untagged
                 return events
+            parent = conn.execute(
+                "SELECT parent FROM images WHERE id = ?", (str(rec.id),)
+            ).fetchone()["parent"]
             conn.execute("DELETE FROM images WHERE id = ?", (str(rec.id),))
             events.append(RemoveEvent("deleted", str(rec.id)))
+            events.extend(_remove_unused_parents(conn, parent))
         if collect:
             self.collect_garbage(blocking=False)
         return events
@@ -280,20 +284,36 @@ class ImageService:
         """Remove dangling images (or, with ``all_unused``, every image no container uses)."""
         before = self.reclaimable(all_unused=all_unused)
         events: list[RemoveEvent] = []
+        parents = self._parents()
         for rec in self.ls():
             if self.containers_using(rec.id):
                 continue
+            if not all_unused and str(rec.id) in parents:
+                continue  # a build's intermediate image: its child keeps it, as in Docker
             if rec.dangling or all_unused:
                 events.extend(self.remove(str(rec.id), force=True, collect=False))
         self.collect_garbage(blocking=True)
         return events, before
 
+    def _parent(self, image_id: Digest) -> str:
+        """The image a build made this one from ("" for others)."""
+        row = self._conn.execute("SELECT parent FROM images WHERE id = ?", (str(image_id),))
+        found = row.fetchone()
+        return str(found["parent"]) if found is not None else ""
+
+    def _parents(self) -> set[str]:
+        """Ids of images that are the parent of another (built) image."""
+        rows = self._conn.execute("SELECT DISTINCT parent FROM images WHERE parent != ''")
+        return {r["parent"] for r in rows}
+
     def reclaimable(self, *, all_unused: bool) -> int:
         """Bytes that ``prune`` would free: the layers and blobs only prunable images use."""
+        parents = self._parents()
         prunable = {
             str(r.id)
             for r in self.ls()
-            if (r.dangling or all_unused) and not self.containers_using(r.id)
+            if (all_unused or (r.dangling and str(r.id) not in parents))
+            and not self.containers_using(r.id)
         }
         return self.exclusive_bytes(prunable)
 
@@ -345,7 +365,7 @@ class ImageService:
             "Id": str(rec.id),
             "RepoTags": [familiar(t) for t in rec.tags],
             "RepoDigests": [familiar(d) for d in rec.repo_digests],
-            "Parent": cfg.get("parent", ""),
+            "Parent": cfg.get("parent") or self._parent(rec.id),
             "Comment": _comment(cfg),
             "Created": rec.created or "0001-01-01T00:00:00Z",
             "Container": cfg.get("container", ""),
@@ -415,6 +435,27 @@ class ImageService:
             out[0]["Id"] = str(rec.id)
             out[0]["Tags"] = [familiar(t) for t in rec.tags] or None
         return out
+
+
+def _remove_unused_parents(conn: sqlite3.Connection, parent: str) -> list[RemoveEvent]:
+    """Delete the untagged parents a build left that nothing else uses any more (Docker's
+    ``rmi`` deletes a built image's intermediate images with it)."""
+    events: list[RemoveEvent] = []
+    while parent:
+        row = conn.execute("SELECT parent FROM images WHERE id = ?", (parent,)).fetchone()
+        if row is None:
+            break
+        in_use = (
+            conn.execute("SELECT 1 FROM tags WHERE image_id = ?", (parent,)).fetchone()
+            or conn.execute("SELECT 1 FROM images WHERE parent = ?", (parent,)).fetchone()
+            or conn.execute("SELECT 1 FROM containers WHERE image_id = ?", (parent,)).fetchone()
+        )
+        if in_use:
+            break
+        conn.execute("DELETE FROM images WHERE id = ?", (parent,))
+        events.append(RemoveEvent("deleted", parent))
+        parent = row["parent"]
+    return events
 
 
 def _names_id(name: str, rec: ImageRecord) -> bool:

@@ -1,0 +1,1 @@
+"""``moor build``: Dockerfile frontend, build context, stage execution, layer cache."""
