@@ -46,6 +46,17 @@ class FileContext:
     v1: bool = False
 
 
+def _marked(out: dict[str, Any], src: Any) -> dict[str, Any]:
+    """``out`` as an MDict carrying the marks ``src`` has for the same keys."""
+    from moorage.compose.yamlsrc import MDict
+
+    marked = MDict(out, mark=getattr(src, "mark", None))
+    for key, mark in getattr(src, "key_marks", {}).items():
+        if key in out:
+            marked.key_marks[key] = mark
+    return marked
+
+
 def check_keys(value: dict[str, Any], allowed: Iterable[str], loc: Loc) -> None:
     """Reject a key that is neither in ``allowed`` nor an ``x-`` extension."""
     allowed = tuple(allowed)
@@ -636,7 +647,7 @@ def canonical_service(raw: Any, loc: Loc, ctx: FileContext) -> dict[str, Any]:
             f"invalid pull_policy {out['pull_policy']!r}: "
             f"expected one of {', '.join(PULL_POLICIES)}"
         )
-    return out
+    return _marked(out, service)
 
 
 # ---- top-level sections --------------------------------------------------------------------
@@ -768,7 +779,7 @@ def canonical_file(data: Any, file: str, ctx: FileContext) -> dict[str, Any]:
     if v1:
         services = {k: v for k, v in data.items() if not str(k).startswith("x-")}
         out["services"] = _services(services, root, data, ctx, top=True)
-        return out
+        return _marked(out, data)
     check_keys(data, TOP_LEVEL_KEYS, root)
     for key, value in data.items():
         sub = root.child(data, key)
@@ -789,7 +800,7 @@ def canonical_file(data: Any, file: str, ctx: FileContext) -> dict[str, Any]:
                 )
                 for name, body in section.items()
             }
-    return out
+    return _marked(out, data)
 
 
 def _services(
@@ -806,7 +817,7 @@ def _services(
         if body is None:
             body = {}
         out[text] = canonical_service(body, sub, ctx)
-    return out
+    return _marked(out, container)
 
 
 def is_v1(data: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ from moorage.compose.merge import merge_files, merge_service
 from moorage.compose.model import Project, Service
 from moorage.compose.ports import published_range
 from moorage.compose.values import Loc
-from moorage.compose.yamlsrc import load_yaml, mark_of
+from moorage.compose.yamlsrc import MDict, load_yaml, mark_of
 
 #: The file names ``moor compose`` looks for, in order (the first found wins).
 DEFAULT_FILES = (
@@ -126,15 +126,19 @@ class _Reader:
         if not any("extends" in s for s in services.values()):
             return doc
         resolved = {name: self._extended(services, name, path, []) for name in services}
-        return {**doc, "services": resolved}
+        out = MDict(doc, mark=mark_of(doc))
+        out.key_marks.update(getattr(doc, "key_marks", {}))
+        out["services"] = MDict(resolved, mark=mark_of(services))
+        out["services"].key_marks.update(getattr(services, "key_marks", {}))
+        return out
 
     def _extended(
         self, services: dict[str, Any], name: str, path: Path, seen: list[tuple[str, str]]
     ) -> dict[str, Any]:
-        svc = services[name]
+        svc: dict[str, Any] = services[name]
         ext = svc.get("extends")
         if ext is None:
-            return dict(svc)
+            return svc
         here = (str(path), name)
         if here in seen:
             chain = " -> ".join(n for _, n in [*seen, here])
