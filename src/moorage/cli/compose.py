@@ -175,3 +175,304 @@ def version_cmd(short: bool, fmt: str) -> None:
         click.echo(json.dumps({"version": __version__}))
     else:
         click.echo(f"moor compose version {__version__}")
+
+
+# ---- running the project -------------------------------------------------------------------
+
+
+def _containers(ctx: click.Context) -> Any:
+    from moorage.cli.common import engine
+    from moorage.engine.containers.service import ContainerService
+
+    eng = engine(ctx)
+    return ContainerService(eng.store, eng.images)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _scale(values: tuple[str, ...]) -> dict[str, int]:
+    from moorage.errors import InvalidArgument
+
+    out = {}
+    for v in values:
+        name, sep, n = v.partition("=")
+        if not sep or not name or not n.isdigit():
+            raise InvalidArgument(f"invalid --scale {v!r}: expected SERVICE=NUMBER")
+        out[name] = int(n)
+    return out
+
+
+@compose_group.command("up")
+@click.argument("services", nargs=-1)
+@click.option("-d", "--detach", is_flag=True, help="Run containers in the background.")
+@click.option("--force-recreate", is_flag=True, help="Recreate containers even if unchanged.")
+@click.option("--no-recreate", is_flag=True, help="Do not recreate existing containers.")
+@click.option("--no-deps", is_flag=True, help="Do not start linked services.")
+@click.option("--scale", multiple=True, help="Scale SERVICE to NUM instances (SERVICE=NUM).")
+@click.option("--remove-orphans", is_flag=True, help="Remove containers of removed services.")
+@click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
+@click.option("--build", is_flag=True, help="Build images before starting (not yet).")
+@click.option("--no-build", is_flag=True, help="Do not build images.")
+@click.option("--wait", is_flag=True, help="Wait for services to be running (implies -d).")
+@click.pass_context
+def up_cmd(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    detach: bool,
+    force_recreate: bool,
+    no_recreate: bool,
+    no_deps: bool,
+    scale: tuple[str, ...],
+    remove_orphans: bool,
+    timeout: int | None,
+    build: bool,
+    no_build: bool,
+    wait: bool,
+) -> None:
+    """Create and start containers (only -d for now)."""
+    from moorage.compose import runner
+    from moorage.compose.plan import PlanOptions
+    from moorage.errors import Unsupported
+
+    if build:
+        raise Unsupported("moor compose up --build: building images is not supported yet")
+    if not (detach or wait):
+        raise Unsupported("moor compose up runs detached only for now: use -d")
+    project = _options(ctx).load(services)
+    options = PlanOptions(
+        services=services,
+        no_deps=no_deps,
+        force_recreate=force_recreate,
+        no_recreate=no_recreate,
+        scale=_scale(scale),
+        remove_orphans=remove_orphans,
+    )
+    runner.up(project, _containers(ctx), options, timeout=timeout, progress=_progress)
+
+
+@compose_group.command("down")
+@click.option("--remove-orphans", is_flag=True, help="Remove containers of removed services.")
+@click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove named volumes (none yet).")
+@click.option("--rmi", type=click.Choice(["local", "all"]), default=None, help="Remove images.")
+@click.pass_context
+def down_cmd(
+    ctx: click.Context, remove_orphans: bool, timeout: int | None, volumes: bool, rmi: str | None
+) -> None:
+    """Stop and remove containers (and, later, networks and volumes)."""
+    from moorage.compose import runner
+    from moorage.errors import Unsupported
+
+    if rmi:
+        raise Unsupported("moor compose down --rmi is not supported yet")
+    project = _options(ctx).load()
+    runner.down(
+        project,
+        _containers(ctx),
+        remove_orphans=remove_orphans,
+        timeout=timeout,
+        progress=_progress,
+    )
+
+
+PS_TABLE = (
+    "table {{.Name}}\t{{.Image}}\t{{.Command}}\t{{.Service}}\t{{.RunningFor}}\t{{.Status}}"
+    "\t{{.Ports}}"
+)
+
+
+@compose_group.command("ps")
+@click.argument("services", nargs=-1)
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped containers too.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display IDs.")
+@click.option("--services", "list_services", is_flag=True, help="Display services.")
+@click.option("--format", "fmt", default=None, help="Format: table, json, or a Go template.")
+@click.pass_context
+def ps_cmd(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    show_all: bool,
+    quiet: bool,
+    list_services: bool,
+    fmt: str | None,
+) -> None:
+    """List the project's containers."""
+    import json
+    import time
+
+    from moorage.cli.container import _command_text, _status
+    from moorage.compose import labels as L
+    from moorage.compose.runner import project_records
+    from moorage.format import format_list
+    from moorage.units import since
+
+    project = _options(ctx).load()
+    for name in services:
+        project.service(name)
+    svc = _containers(ctx)
+    records = [r for r in project_records(svc, project.name, services) if show_all or r.running]
+    if list_services:
+        seen = dict.fromkeys(r.spec.labels.get(L.SERVICE, "") for r in records)
+        click.echo("".join(f"{s}\n" for s in seen), nl=False)
+        return
+    now = time.time()
+    rows = []
+    for rec in records:
+        cmd = _command_text(svc, rec)
+        rows.append(
+            {
+                "ID": rec.id,
+                "Name": rec.name,
+                "Image": rec.image_ref,
+                "Command": json.dumps(cmd),
+                "Project": project.name,
+                "Service": rec.spec.labels.get(L.SERVICE, ""),
+                "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec.created)),
+                "RunningFor": since(rec.created, now),
+                "Status": _status(rec, now),
+                "State": rec.state,
+                "Health": "",
+                "ExitCode": rec.exit_code,
+                "Ports": "",
+                "Labels": ",".join(f"{k}={v}" for k, v in rec.spec.labels.items()),
+                "Networks": rec.spec.network_mode,
+            }
+        )
+    click.echo(
+        format_list(
+            rows,
+            fmt,
+            default_table=PS_TABLE,
+            quiet=quiet,
+            quiet_field="ID",
+            headers={"RunningFor": "CREATED"},
+        ),
+        nl=False,
+    )
+
+
+@compose_group.command("start")
+@click.argument("services", nargs=-1)
+@click.pass_context
+def start_cmd(ctx: click.Context, services: tuple[str, ...]) -> None:
+    """Start the project's existing containers."""
+    from moorage.compose import runner
+
+    runner.start(_options(ctx).load(), _containers(ctx), services, progress=_progress)
+
+
+@compose_group.command("stop")
+@click.argument("services", nargs=-1)
+@click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
+@click.pass_context
+def stop_cmd(ctx: click.Context, services: tuple[str, ...], timeout: int | None) -> None:
+    """Stop the project's running containers (dependents first)."""
+    from moorage.compose import runner
+
+    runner.stop(
+        _options(ctx).load(), _containers(ctx), services, timeout=timeout, progress=_progress
+    )
+
+
+@compose_group.command("rm")
+@click.argument("services", nargs=-1)
+@click.option("-f", "--force", is_flag=True, help="Don't ask to confirm removal.")
+@click.option("-s", "--stop", "stop_first", is_flag=True, help="Stop the containers first.")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (none yet).")
+@click.pass_context
+def rm_cmd(
+    ctx: click.Context, services: tuple[str, ...], force: bool, stop_first: bool, volumes: bool
+) -> None:
+    """Remove the project's stopped containers."""
+    from moorage.cli.common import confirm
+    from moorage.compose import runner
+
+    project = _options(ctx).load()
+    svc = _containers(ctx)
+    records = runner.removable(project, svc, services, stopped_first=stop_first)
+    if not records:
+        click.echo("No stopped containers", err=True)
+        return
+    names = ", ".join(r.name for r in records)
+    if not confirm(f"Going to remove {names}", force):
+        return
+    for rec in records:
+        if rec.running:
+            _progress(f" Container {rec.name}  Stopping")
+            svc.stop(rec.id)
+            _progress(f" Container {rec.name}  Stopped")
+        svc.remove(rec.id, force=True)
+        _progress(f" Container {rec.name}  Removed")
+
+
+@compose_group.command("logs")
+@click.argument("services", nargs=-1)
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Number of lines from the end of each log.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.option("--no-log-prefix", is_flag=True, help="Don't print the container name prefix.")
+@click.pass_context
+def logs_cmd(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    follow: bool,
+    tail: str,
+    timestamps: bool,
+    no_log_prefix: bool,
+) -> None:
+    """Show the output of the project's containers, each line prefixed with its container."""
+    import threading
+
+    from moorage.compose.runner import project_records
+    from moorage.engine.containers import logs as lg
+
+    project = _options(ctx).load()
+    for name in services:
+        project.service(name)
+    svc = _containers(ctx)
+    records = project_records(svc, project.name, services, oneoff=False)
+    width = max((len(r.name) for r in records), default=0)
+    n_tail = lg.parse_tail(tail)
+    lock = threading.Lock()
+    colours = ("cyan", "yellow", "green", "magenta", "blue", "red")
+    tty = sys.stdout.isatty()
+
+    def emit(rec: Any, index: int, entry: Any) -> None:
+        data = lg.render(entry, timestamps=timestamps)
+        if not no_log_prefix:
+            prefix = f"{rec.name:<{width}}  | "
+            if tty:
+                prefix = click.style(prefix, fg=colours[index % len(colours)])
+            data = prefix.encode() + data
+        stream = sys.stdout.buffer if entry.stream == "stdout" else sys.stderr.buffer
+        with lock:
+            stream.write(data)
+            stream.flush()
+
+    if not follow:
+        for i, rec in enumerate(records):
+            entries = lg.read_entries(lg.log_files(svc.log_path(rec)))
+            for entry in lg.select(entries, since=None, until=None, tail=n_tail):
+                emit(rec, i, entry)
+        return
+
+    def watch(rec: Any, index: int) -> None:
+        path = svc.log_path(rec)
+
+        def stopped() -> bool:
+            with lock:  # one store connection for every thread
+                found = svc.find(rec.id)
+            return found is None or not found.running
+
+        for entry in lg.follow(lambda: lg.log_files(path), stop=stopped, tail=n_tail):
+            emit(rec, index, entry)
+
+    threads = [
+        threading.Thread(target=watch, args=(rec, i), daemon=True) for i, rec in enumerate(records)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
