@@ -497,6 +497,8 @@ def test_every_key_is_typed(tmp_path: Path) -> None:
          "services.web.depends_on.db.condition: invalid condition 'ready'"),
         ("services:\n  web:\n    image: x\n    healthcheck: {test: [RUN, x]}\n",
          "services.web.healthcheck.test: a healthcheck test list starts with NONE, CMD"),
+        ("services:\n  web:\n    image: x\n    healthcheck: {test: true}\n",
+         "services.web.healthcheck.test: expected a command string or a list"),
         ("services:\n  web:\n    image: x\n    stop_grace_period: soon\n",
          "services.web.stop_grace_period: expected a duration"),
         ("services:\n  web:\n    image: x\n    ulimits: {nofile: {soft: 10, hard: 5}}\n",

@@ -28,7 +28,7 @@ class ComposeOptions:
         from moorage.compose.loader import ProjectOptions, load_project
 
         stdin = sys.stdin.read() if any(str(f) == "-" for f in self.files) else None
-        return load_project(
+        project = load_project(
             ProjectOptions(
                 files=self.files,
                 project_name=self.project_name,
@@ -39,6 +39,9 @@ class ComposeOptions:
                 stdin_text=stdin,
             )
         )
+        for warning in project.warnings:
+            click.echo(f"WARN {warning}", err=True)
+        return project
 
 
 def _options(ctx: click.Context) -> ComposeOptions:

@@ -263,6 +263,8 @@ def _healthcheck(value: Any, loc: Loc) -> dict[str, Any]:
         if key == "test":
             if isinstance(raw, str):
                 out["test"] = ["CMD-SHELL", raw]
+            elif not isinstance(raw, list):
+                raise expected(sub, "a command string or a list such as [CMD, curl, ...]", raw)
             else:
                 test = str_list(raw, sub)
                 if not test or test[0] not in ("NONE", "CMD", "CMD-SHELL"):

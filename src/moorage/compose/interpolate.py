@@ -47,13 +47,15 @@ def _closing_brace(text: str, start: int) -> int:
     raise TemplateError("missing closing brace")
 
 
-def _braced(body: str, env: Mapping[str, str]) -> str:
+def _braced(body: str, env: Mapping[str, str], missing: set[str] | None) -> str:
     m = _NAME.match(body)
     if not m:
         raise TemplateError(f"invalid variable name in ${{{body}}}")
     name, rest = m.group(), body[m.end() :]
     value = env.get(name)
     if not rest:
+        if value is None and missing is not None:
+            missing.add(name)
         return value or ""
     op = next((o for o in _OPERATORS if rest.startswith(o)), None)
     if op is None:
@@ -62,23 +64,26 @@ def _braced(body: str, env: Mapping[str, str]) -> str:
     is_set = value is not None
     is_filled = bool(value)
     if op == ":-":
-        return value if is_filled else expand(arg, env)  # type: ignore[return-value]
+        return value if is_filled else expand(arg, env, missing)  # type: ignore[return-value]
     if op == "-":
-        return value if is_set else expand(arg, env)  # type: ignore[return-value]
+        return value if is_set else expand(arg, env, missing)  # type: ignore[return-value]
     if op == ":+":
-        return expand(arg, env) if is_filled else ""
+        return expand(arg, env, missing) if is_filled else ""
     if op == "+":
-        return expand(arg, env) if is_set else ""
+        return expand(arg, env, missing) if is_set else ""
     ok = is_filled if op == ":?" else is_set
     if ok:
         return value  # type: ignore[return-value]
-    message = expand(arg, env)
+    message = expand(arg, env, missing)
     suffix = f": {message}" if message else ""
     raise TemplateError(f"required variable {name} is missing a value{suffix}", required=True)
 
 
-def expand(text: str, env: Mapping[str, str]) -> str:
-    """``text`` with its variables replaced from ``env``; :class:`TemplateError` if invalid."""
+def expand(text: str, env: Mapping[str, str], missing: set[str] | None = None) -> str:
+    """``text`` with its variables replaced from ``env``; :class:`TemplateError` if invalid.
+
+    The names of unset variables used without a default are added to ``missing``.
+    """
     if "$" not in text:
         return text
     out: list[str] = []
@@ -97,13 +102,16 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             i += 2
         elif nxt == "{":
             end = _closing_brace(text, i + 2)
-            out.append(_braced(text[i + 2 : end], env))
+            out.append(_braced(text[i + 2 : end], env, missing))
             i = end + 1
         else:
             m = _NAME.match(text, i + 1)
             if not m:
                 raise TemplateError("a $ must start a variable; write $$ for a literal $")
-            out.append(env.get(m.group()) or "")
+            value = env.get(m.group())
+            if value is None and missing is not None:
+                missing.add(m.group())
+            out.append(value or "")
             i = m.end()
     return "".join(out)
 
@@ -116,11 +124,13 @@ def interpolate_tree(
     env: Mapping[str, str],
     path: Path = (),
     skip: Callable[[Path], bool] | None = None,
+    missing: set[str] | None = None,
 ) -> Any:
-    """Every string value under ``data`` expanded (keys are left alone), keeping marks."""
+    """Every string value under ``data`` expanded (keys are left alone), keeping marks;
+    unset variables without a default are added to ``missing``."""
     if isinstance(data, str):
         try:
-            return expand(data, env)
+            return expand(data, env, missing)
         except TemplateError as e:
             msg = (
                 str(e)
@@ -135,22 +145,24 @@ def interpolate_tree(
             if skip is not None and skip(sub):
                 out[key] = value
             else:
-                out[key] = _with_mark(interpolate_tree, value, env, sub, skip, data, key)
+                out[key] = _with_mark(value, env, sub, skip, missing, data, key)
             if isinstance(data, MDict) and key in data.key_marks:
                 out.key_marks[key] = data.key_marks[key]
         return out
     if isinstance(data, list):
         seq = MList(mark=mark_of(data))
         for i, value in enumerate(data):
-            seq.append(_with_mark(interpolate_tree, value, env, (*path, i), skip, data, i))
+            seq.append(_with_mark(value, env, (*path, i), skip, missing, data, i))
         seq.item_marks = list(getattr(data, "item_marks", [None] * len(data)))
         return seq
     return data
 
 
-def _with_mark(fn: Any, value: Any, env: Any, path: Path, skip: Any, parent: Any, key: Any) -> Any:
+def _with_mark(
+    value: Any, env: Any, path: Path, skip: Any, missing: Any, parent: Any, key: Any
+) -> Any:
     try:
-        return fn(value, env, path, skip)
+        return interpolate_tree(value, env, path, skip, missing)
     except ComposeError as e:
         if e.mark is None and e.path == path:
             raise ComposeError(e.detail, e.path, mark_of(parent, key)) from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,8 @@ class _Reader:
         self.env = env
         self.stdin_text = stdin_text
         self.cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self.missing: set[str] = set()
+        self.warnings: list[str] = []
 
     def read(self, path: Path, base_dir: Path) -> dict[str, Any]:
         key = (str(path), str(base_dir))
@@ -117,8 +119,13 @@ class _Reader:
                     raise ComposeError(f"cannot read {path}: {e}") from None
                 shown = str(path)
             data = load_yaml(text, shown)
-            data = interpolate_tree(data, self.env)
-            self.cache[key] = canonical_file(data, shown, FileContext(base_dir))
+            data = interpolate_tree(data, self.env, missing=self.missing)
+            doc = canonical_file(data, shown, FileContext(base_dir))
+            if "version" in doc:
+                self.warnings.append(
+                    f"{shown}: the attribute `version` is obsolete, it will be ignored"
+                )
+            self.cache[key] = doc
         return self.cache[key]
 
     def resolve_extends(self, doc: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -186,7 +193,12 @@ def load_project(options: ProjectOptions) -> Project:
     merged = merge_files(docs)
     name = _project_name(options, env, merged, project_dir)
     active = _active_profiles(options, env)
-    return build_project(merged, name, project_dir, tuple(files), active, options.services, env)
+    warnings = [
+        f'The "{var}" variable is not set. Defaulting to a blank string.'
+        for var in sorted(reader.missing)
+    ]
+    project = build_project(merged, name, project_dir, tuple(files), active, options.services, env)
+    return replace(project, warnings=(*warnings, *reader.warnings))
 
 
 def _environment(

@@ -236,6 +236,7 @@ class Project:
     profiles: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict, repr=False)
     config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    warnings: tuple[str, ...] = ()  # unset variables, obsolete keys: printed, not fatal
 
     def all_profiles(self) -> list[str]:
         names = {p for s in (*self.services.values(), *self.disabled.values()) for p in s.profiles}
