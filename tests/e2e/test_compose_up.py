@@ -165,3 +165,37 @@ def test_refused_before_anything_is_created(
     assert r.returncode == 1, r.stderr
     assert message in r.stderr and r.stderr.count("Error:") == 1
     assert containers(moor) == {}
+
+
+def test_attached_up_ls_pause_kill_restart(moor: Moor, bb: str, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  a: {image: bb:1, network_mode: none, command: sh -c 'echo a1; sleep 1; echo a2'}\n"
+        "  b: {image: bb:1, network_mode: none, command: echo b}\n"
+    )
+    r = compose(moor, tmp_path, "up")  # attached: returns when every container has stopped
+    lines = r.stdout.splitlines()
+    assert lines.index("demo-a-1  | a1") < lines.index("demo-a-1  | a2")
+    assert "demo-b-1  | b" in lines
+    assert compose(moor, tmp_path, "ls").stdout.splitlines()[1:] == []
+    listed = compose(moor, tmp_path, "ls", "-a").stdout.splitlines()
+    assert listed[1].split()[:2] == ["demo", "exited(2)"]
+    assert listed[1].split()[2] == str(tmp_path / "compose.yaml")
+
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n  a: {image: bb:1, network_mode: none, command: sleep 1000}\n"
+    )
+    compose(moor, tmp_path, "up", "-d", "--remove-orphans")
+    assert compose(moor, tmp_path, "ls", "-q").stdout == "demo\n"
+    compose(moor, tmp_path, "pause")
+    assert containers(moor)["demo-a-1"]["State"]["Paused"]  # type: ignore[index]
+    compose(moor, tmp_path, "unpause")
+    assert not containers(moor)["demo-a-1"]["State"]["Paused"]  # type: ignore[index]
+    before = containers(moor)["demo-a-1"]["State"]["StartedAt"]  # type: ignore[index]
+    compose(moor, tmp_path, "restart", "-t", "0")
+    after = containers(moor)["demo-a-1"]["State"]  # type: ignore[index]
+    assert after["Running"] and after["StartedAt"] != before
+    compose(moor, tmp_path, "kill")
+    assert containers(moor)["demo-a-1"]["State"]["ExitCode"] == 137  # type: ignore[index]
+    compose(moor, tmp_path, "down")
+    assert containers(moor) == {}

@@ -375,3 +375,21 @@ def test_what_waits_for_networking(tmp_path: Path, service: str, message: str) -
     p = project_from(tmp_path, f"services:\n  a: {service}\n")
     with pytest.raises(Unsupported, match=message):
         container_spec(p, p.services["a"], 1)
+
+
+def test_restart_true_dependents_follow_a_replaced_dependency(app: Project) -> None:
+    from moorage.compose.plan import RESTART
+
+    base = [actual(app, s, 1) for s in ("db", "cache", "web")]
+    stale_cache = [actual(app, "cache", 1, **{L.CONFIG_HASH: "old"})]
+    stale_db = [actual(app, "db", 1, **{L.CONFIG_HASH: "old"})]
+    others = [c for c in base if c.service not in ("cache",)]
+    result = kinds(plan(app, stale_cache + others, PlanOptions(services=["web"])))
+    assert result["cache"] == [(RECREATE, 1)] and result["web"] == [(RESTART, 1)]
+    others = [c for c in base if c.service not in ("db",)]
+    result = kinds(plan(app, stale_db + others, PlanOptions(services=["web"])))
+    assert result["db"] == [(RECREATE, 1)] and result["web"] == [(LEAVE, 1)]
+    # a container of web that is itself out of date is recreated, not merely restarted
+    changed_web = [actual(app, "web", 1, **{L.CONFIG_HASH: "old"})]
+    both = [*stale_cache, actual(app, "db", 1), *changed_web]
+    assert kinds(plan(app, both, PlanOptions(services=["web"])))["web"] == [(RECREATE, 1)]

@@ -234,15 +234,14 @@ def up_cmd(
     no_build: bool,
     wait: bool,
 ) -> None:
-    """Create and start containers (only -d for now)."""
+    """Create and start containers; attached (without -d), show their output until they
+    stop, and stop them on Ctrl-C."""
     from moorage.compose import runner
     from moorage.compose.plan import PlanOptions
     from moorage.errors import Unsupported
 
     if build:
         raise Unsupported("moor compose up --build: building images is not supported yet")
-    if not (detach or wait):
-        raise Unsupported("moor compose up runs detached only for now: use -d")
     project = _options(ctx).load(services)
     options = PlanOptions(
         services=services,
@@ -252,7 +251,18 @@ def up_cmd(
         scale=_scale(scale),
         remove_orphans=remove_orphans,
     )
-    runner.up(project, _containers(ctx), options, timeout=timeout, progress=_progress)
+    svc = _containers(ctx)
+    runner.up(project, svc, options, timeout=timeout, progress=_progress)
+    if detach or wait:
+        return
+    # attached: every container's output until they have all stopped; Ctrl-C stops them
+    chosen = [n for level in runner.plan_levels(project, options) for n in level]
+    records = runner.project_records(svc, project.name, chosen, oneoff=False)
+    try:
+        _show_logs(svc, records, True, "all", False, True)
+    except KeyboardInterrupt:
+        _progress("Gracefully stopping... (press Ctrl+C again to force)")
+        runner.stop(project, svc, chosen, timeout=timeout, progress=_progress)
 
 
 @compose_group.command("down")
@@ -426,16 +436,25 @@ def logs_cmd(
     no_log_prefix: bool,
 ) -> None:
     """Show the output of the project's containers, each line prefixed with its container."""
-    import threading
-
     from moorage.compose.runner import project_records
-    from moorage.engine.containers import logs as lg
 
     project = _options(ctx).load()
     for name in services:
         project.service(name)
     svc = _containers(ctx)
     records = project_records(svc, project.name, services, oneoff=False)
+    _show_logs(svc, records, follow, tail, timestamps, not no_log_prefix)
+
+
+def _show_logs(
+    svc: Any, records: list[Any], follow: bool, tail: str, timestamps: bool, prefixed: bool
+) -> None:
+    """Each container's log, lines prefixed ``name  | `` (one colour per container on a
+    terminal); with ``follow``, until every container has stopped."""
+    import threading
+
+    from moorage.engine.containers import logs as lg
+
     width = max((len(r.name) for r in records), default=0)
     n_tail = lg.parse_tail(tail)
     lock = threading.Lock()
@@ -444,7 +463,7 @@ def logs_cmd(
 
     def emit(rec: Any, index: int, entry: Any) -> None:
         data = lg.render(entry, timestamps=timestamps)
-        if not no_log_prefix:
+        if prefixed:
             prefix = f"{rec.name:<{width}}  | "
             if tty:
                 prefix = click.style(prefix, fg=colours[index % len(colours)])
@@ -478,4 +497,122 @@ def logs_cmd(
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        while t.is_alive():
+            t.join(0.2)  # a short join keeps Ctrl-C deliverable to the main thread
+
+
+def _each_container(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    verb: str,
+    done: str,
+    action: Any,
+    only: Any = None,
+) -> None:
+    """Apply ``action(svc, record)`` to the project's (selected) containers, in start order."""
+    from moorage.compose.graph import levels
+    from moorage.compose.labels import SERVICE
+    from moorage.compose.runner import project_records
+
+    project = _options(ctx).load()
+    for name in services:
+        project.service(name)
+    svc = _containers(ctx)
+    deps = {n: s.dependencies() for n, s in project.services.items()}
+    rank = {name: i for i, level in enumerate(levels(deps)) for name in level}
+    records = project_records(svc, project.name, services, oneoff=False)
+    records.sort(key=lambda r: rank.get(r.spec.labels.get(SERVICE, ""), 0))
+    for rec in records:
+        if only is not None and not only(rec):
+            continue
+        _progress(f" Container {rec.name}  {verb}")
+        action(svc, rec)
+        _progress(f" Container {rec.name}  {done}")
+
+
+@compose_group.command("restart")
+@click.argument("services", nargs=-1)
+@click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
+@click.pass_context
+def restart_cmd(ctx: click.Context, services: tuple[str, ...], timeout: int | None) -> None:
+    """Restart the project's containers."""
+
+    def restart(svc: Any, rec: Any) -> None:
+        svc.stop(rec.id, timeout)
+        svc.start(rec.id)
+
+    _each_container(ctx, services, "Restarting", "Started", restart)
+
+
+@compose_group.command("kill")
+@click.argument("services", nargs=-1)
+@click.option("-s", "--signal", "sig", default="SIGKILL", help="Signal to send.")
+@click.pass_context
+def kill_cmd(ctx: click.Context, services: tuple[str, ...], sig: str) -> None:
+    """Send a signal to the project's running containers."""
+    _each_container(
+        ctx, services, "Killing", "Killed", lambda svc, rec: svc.kill(rec.id, sig),
+        only=lambda rec: rec.running,
+    )  # fmt: skip
+
+
+@compose_group.command("pause")
+@click.argument("services", nargs=-1)
+@click.pass_context
+def pause_cmd(ctx: click.Context, services: tuple[str, ...]) -> None:
+    """Pause the project's running containers."""
+    _each_container(
+        ctx, services, "Pausing", "Paused", lambda svc, rec: svc.pause(rec.id),
+        only=lambda rec: rec.state == "running",
+    )  # fmt: skip
+
+
+@compose_group.command("unpause")
+@click.argument("services", nargs=-1)
+@click.pass_context
+def unpause_cmd(ctx: click.Context, services: tuple[str, ...]) -> None:
+    """Unpause the project's paused containers."""
+    _each_container(
+        ctx, services, "Unpausing", "Unpaused", lambda svc, rec: svc.unpause(rec.id),
+        only=lambda rec: rec.state == "paused",
+    )  # fmt: skip
+
+
+@compose_group.command("ls")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show stopped projects too.")
+@click.option("-q", "--quiet", is_flag=True, help="Only display project names.")
+@click.option("--format", "fmt", default=None, help="Format: table, json, or a Go template.")
+@click.pass_context
+def ls_cmd(ctx: click.Context, show_all: bool, quiet: bool, fmt: str | None) -> None:
+    """List the compose projects that have containers."""
+    from collections import Counter
+
+    from moorage.compose import labels as L
+    from moorage.format import format_list
+
+    projects: dict[str, Counter[str]] = {}
+    files: dict[str, str] = {}
+    for rec in _containers(ctx).ls():
+        name = rec.spec.labels.get(L.PROJECT)
+        if not name:
+            continue
+        projects.setdefault(name, Counter())[rec.state] += 1
+        files.setdefault(name, rec.spec.labels.get(L.CONFIG_FILES, ""))
+    rows = []
+    for name in sorted(projects):
+        states = projects[name]
+        if not show_all and not states.get("running"):
+            continue
+        status = ", ".join(f"{state}({n})" for state, n in sorted(states.items()))
+        rows.append({"Name": name, "Status": status, "ConfigFiles": files[name]})
+    click.echo(
+        format_list(
+            rows,
+            fmt,
+            default_table="table {{.Name}}\t{{.Status}}\t{{.ConfigFiles}}",
+            quiet=quiet,
+            quiet_field="Name",
+            headers={"ConfigFiles": "CONFIG FILES"},
+        ),
+        nl=False,
+    )

@@ -4,7 +4,7 @@ compose labels), what to do with each container. Pure: it reads records, returns
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from moorage.compose import labels as L
 from moorage.compose.errors import ComposeError
@@ -16,6 +16,7 @@ RECREATE = "recreate"
 START = "start"
 LEAVE = "leave"
 REMOVE = "remove"  # a replica beyond the wanted scale, or a duplicate number
+RESTART = "restart"  # up to date, but a ``restart: true`` dependency is being replaced
 
 _RUNNING = ("running", "paused", "restarting")
 
@@ -178,4 +179,21 @@ def plan(project: Project, actual: Sequence[Actual], options: PlanOptions | None
         )
         for name in chosen
     }
-    return Plan(levels(deps), actions, orphans, options.remove_orphans)
+    order = levels(deps)
+    for level in order:
+        for name in level:
+            _restart_for_dependencies(project.services[name], actions)
+    return Plan(order, actions, orphans, options.remove_orphans)
+
+
+def _restart_for_dependencies(service: Service, actions: dict[str, list[Action]]) -> None:
+    """``depends_on: {db: {restart: true}}``: when db's containers are replaced, the
+    service's running containers are restarted after it (as docker compose does)."""
+    for dep, d in service.depends_on.items():
+        replaced = any(a.kind in (RECREATE, RESTART) for a in actions.get(dep, ()))
+        if d.restart and replaced:
+            actions[service.name] = [
+                replace(a, kind=RESTART, reason=f"{dep} was replaced") if a.kind == LEAVE else a
+                for a in actions[service.name]
+            ]
+            return

@@ -14,7 +14,17 @@ from moorage.compose import labels as L
 from moorage.compose.errors import ComposeError
 from moorage.compose.graph import levels
 from moorage.compose.model import Project
-from moorage.compose.plan import CREATE, RECREATE, REMOVE, START, Actual, Plan, PlanOptions, plan
+from moorage.compose.plan import (
+    CREATE,
+    RECREATE,
+    REMOVE,
+    RESTART,
+    START,
+    Actual,
+    Plan,
+    PlanOptions,
+    plan,
+)
 from moorage.compose.translate import container_spec, image_name
 from moorage.errors import MoorageError, NotFound, Unsupported
 
@@ -134,6 +144,12 @@ def up(
                     progress(f" Container {spec.name}  {done}")
                     svc.start(rec.id)
                     progress(f" Container {spec.name}  Started")
+                elif action.kind == RESTART:
+                    assert action.container is not None
+                    progress(f" Container {action.name}  Restarting")
+                    _stop(svc, action.container.id, timeout)
+                    svc.start(action.container.id)
+                    progress(f" Container {action.name}  Started")
                 elif action.kind == START:
                     assert action.container is not None
                     svc.start(action.container.id)
@@ -141,6 +157,15 @@ def up(
                 else:
                     progress(f" Container {action.name}  Running")
     return p
+
+
+def plan_levels(project: Project, options: PlanOptions) -> list[list[str]]:
+    """The services ``up`` with ``options`` acts on, in start order."""
+    from moorage.compose.plan import selected_services
+
+    chosen = selected_services(project, options.services, options.no_deps)
+    deps = {n: [d for d in project.services[n].dependencies() if d in chosen] for n in chosen}
+    return levels(deps)
 
 
 def _wait_for_dependencies(project: Project, svc: ContainerService, name: str, p: Plan) -> None:
