@@ -592,3 +592,27 @@ def test_error_in_second_file_names_that_file(tmp_path: Path) -> None:
         load(tmp_path, "a.yaml", "b.yaml")
     assert str(e.value).startswith(f"{tmp_path / 'b.yaml'}:3:")
     assert "services.web.ports[0]" in str(e.value)
+
+
+def test_compose_file_variable_stdin_and_project_directory(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "services: {a: {image: a}}\n")
+    write(tmp_path, "b.yaml", "services: {b: {image: b}}\n")
+    env = {"COMPOSE_FILE": "a.yaml:b.yaml"}
+    assert sorted(load(tmp_path, env=env).services) == ["a", "b"]
+    project = load_project(
+        ProjectOptions(
+            files=[Path("-")],
+            cwd=tmp_path,
+            environ={},
+            project_directory=Path("sub"),
+            stdin_text="services:\n  s:\n    image: x\n    volumes: ['./data:/d']\n",
+        )
+    )
+    assert project.working_dir == tmp_path / "sub" and project.name == "sub"
+    assert project.services["s"].volumes[0].source == str(tmp_path / "sub" / "data")
+
+
+def test_empty_file_and_empty_service(tmp_path: Path) -> None:
+    write(tmp_path, "compose.yaml", "")
+    assert load(tmp_path).services == {}
+    assert "neither an image nor a build" in fails(tmp_path, "services:\n  a:\n")
