@@ -199,3 +199,27 @@ def test_attached_up_ls_pause_kill_restart(moor: Moor, bb: str, tmp_path: Path) 
     assert containers(moor)["demo-a-1"]["State"]["ExitCode"] == 137  # type: ignore[index]
     compose(moor, tmp_path, "down")
     assert containers(moor) == {}
+
+
+def test_failure_halfway_is_finished_by_the_next_up(moor: Moor, bb: str, tmp_path: Path) -> None:
+    services = "".join(
+        f"  s{i}: {{image: bb:1, network_mode: none, command: sleep 1000, stop_signal: KILL}}\n"
+        for i in range(4)
+    )
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n" + services + "  top: {image: bb:1, network_mode: none, command: sleep 1000,"
+        " depends_on: [s0, s1, s2, s3]}\n"
+    )
+    # a container that is not the project's holds the name of one of its containers
+    moor("create", "--name", "demo-s2-1", "bb:1")
+    r = compose(moor, tmp_path, "up", "-d", check=False)
+    assert r.returncode == 1 and 'name "/demo-s2-1" is already in use' in r.stderr
+    found = containers(moor)
+    # the other services of that level were started (in parallel); the next level was not
+    assert {"demo-s0-1", "demo-s1-1", "demo-s3-1"} <= set(found) and "demo-top-1" not in found
+    moor("rm", "demo-s2-1")
+    r = compose(moor, tmp_path, "up", "-d")
+    assert "demo-s0-1  Running" in r.stderr and "demo-s2-1  Started" in r.stderr
+    assert sorted(containers(moor)) == [f"demo-s{i}-1" for i in range(4)] + ["demo-top-1"]
+    compose(moor, tmp_path, "down")
+    assert containers(moor) == {}

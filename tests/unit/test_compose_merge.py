@@ -141,3 +141,20 @@ def test_render_durations_sizes_and_dollars(tmp_path: Path) -> None:
     (tmp_path / "compose.yaml").write_text(text)
     again = load_project(ProjectOptions(cwd=tmp_path, environ={}))
     assert again.services["a"].config == project.services["a"].config
+
+
+def test_every_key_survives_the_config_round_trip(tmp_path: Path) -> None:
+    from moorage.compose.labels import config_hash
+    from tests.unit.test_compose_loader import FULL
+
+    (tmp_path / "compose.yaml").write_text(FULL)
+    first = load_project(ProjectOptions(cwd=tmp_path, environ={}, profiles=["all"]))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "compose.yaml").write_text(to_yaml(project_document(first)))
+    again = load_project(ProjectOptions(cwd=out, environ={}, profiles=["all"]))
+    assert again.name == first.name
+    for name, service in first.services.items():
+        assert again.services[name] == service
+        assert config_hash(again.services[name]) == config_hash(service)
+    assert again.networks == first.networks and again.secrets == first.secrets

@@ -6,7 +6,9 @@ their compose labels. A failure halfway leaves labelled containers that the next
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from moorage.engine.containers.service import ContainerRecord, ContainerService
 
 Progress = Callable[[str], None]
+MAX_PARALLEL = 8
 
 
 def _ignore(line: str) -> None:
@@ -101,8 +104,10 @@ def up(
     *,
     timeout: int | None = None,
     progress: Progress = _ignore,
+    parallel: bool = True,
 ) -> Plan:
-    """Converge: create, recreate, start or leave each container, in dependency order."""
+    """Converge: create, recreate, start or leave each container, in dependency order; the
+    services of one dependency level are handled in parallel unless ``parallel`` is False."""
     from moorage.compose.plan import selected_services
 
     chosen = selected_services(project, options.services, options.no_deps)
@@ -121,42 +126,87 @@ def up(
                 "renamed this service in your compose file, you can run this command with the "
                 "--remove-orphans flag to clean it up."
             )
+    lock = threading.Lock()
+
+    def locked(line: str) -> None:
+        with lock:
+            progress(line)
+
+    def work(name: str) -> None:
+        # each thread with its own store connection: SQLite and flock make that as safe
+        # as separate moor commands
+        with _own_service(svc) as mine:
+            _converge(project, mine, name, p, image_ids, timeout, locked)
+
     for level in p.levels:
-        for name in level:
-            _wait_for_dependencies(project, svc, name, p)
-            service = project.services[name]
-            for action in p.actions[name]:
-                if action.kind == REMOVE:
-                    assert action.container is not None
-                    _remove(svc, action.container.id, action.name, timeout, progress)
-                    continue
-                if action.kind == RECREATE:
-                    assert action.container is not None
-                    progress(f" Container {action.name}  Recreate")
-                    _stop(svc, action.container.id, timeout)
-                    svc.remove(action.container.id, force=True)
-                if action.kind in (CREATE, RECREATE):
-                    spec = container_spec(project, service, action.number, image_id=image_ids[name])
-                    if action.kind == CREATE:
-                        progress(f" Container {spec.name}  Creating")
-                    rec = svc.create(spec)
-                    done = "Recreated" if action.kind == RECREATE else "Created"
-                    progress(f" Container {spec.name}  {done}")
-                    svc.start(rec.id)
-                    progress(f" Container {spec.name}  Started")
-                elif action.kind == RESTART:
-                    assert action.container is not None
-                    progress(f" Container {action.name}  Restarting")
-                    _stop(svc, action.container.id, timeout)
-                    svc.start(action.container.id)
-                    progress(f" Container {action.name}  Started")
-                elif action.kind == START:
-                    assert action.container is not None
-                    svc.start(action.container.id)
-                    progress(f" Container {action.name}  Started")
-                else:
-                    progress(f" Container {action.name}  Running")
+        if not parallel or len(level) == 1:
+            for name in level:
+                _converge(project, svc, name, p, image_ids, timeout, progress)
+            continue
+        # independent services of one level start together
+        with ThreadPoolExecutor(max_workers=min(len(level), MAX_PARALLEL)) as pool:
+            futures = [pool.submit(work, name) for name in level]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise errors[0]
     return p
+
+
+@contextlib.contextmanager
+def _own_service(svc: ContainerService) -> Iterator[ContainerService]:
+    from moorage.engine import Engine
+    from moorage.engine.containers.service import ContainerService
+
+    engine = Engine(svc.store.root, svc.store.runroot)
+    try:
+        yield ContainerService(engine.store, engine.images)
+    finally:
+        engine.close()
+
+
+def _converge(
+    project: Project,
+    svc: ContainerService,
+    name: str,
+    p: Plan,
+    image_ids: dict[str, str],
+    timeout: int | None,
+    progress: Progress,
+) -> None:
+    """Carry out one service's actions (after waiting for what it depends on)."""
+    _wait_for_dependencies(project, svc, name, p)
+    service = project.services[name]
+    for action in p.actions[name]:
+        if action.kind == REMOVE:
+            assert action.container is not None
+            _remove(svc, action.container.id, action.name, timeout, progress)
+            continue
+        if action.kind == RECREATE:
+            assert action.container is not None
+            progress(f" Container {action.name}  Recreate")
+            _stop(svc, action.container.id, timeout)
+            svc.remove(action.container.id, force=True)
+        if action.kind in (CREATE, RECREATE):
+            spec = container_spec(project, service, action.number, image_id=image_ids[name])
+            if action.kind == CREATE:
+                progress(f" Container {spec.name}  Creating")
+            rec = svc.create(spec)
+            done = "Recreated" if action.kind == RECREATE else "Created"
+            progress(f" Container {spec.name}  {done}")
+            svc.start(rec.id)
+            progress(f" Container {spec.name}  Started")
+        elif action.kind == RESTART:
+            assert action.container is not None
+            progress(f" Container {action.name}  Restarting")
+            _stop(svc, action.container.id, timeout)
+            svc.start(action.container.id)
+            progress(f" Container {action.name}  Started")
+        elif action.kind == START:
+            assert action.container is not None
+            svc.start(action.container.id)
+            progress(f" Container {action.name}  Started")
+        else:
+            progress(f" Container {action.name}  Running")
 
 
 def plan_levels(project: Project, options: PlanOptions) -> list[list[str]]:
