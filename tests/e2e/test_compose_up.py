@@ -223,3 +223,32 @@ def test_failure_halfway_is_finished_by_the_next_up(moor: Moor, bb: str, tmp_pat
     assert sorted(containers(moor)) == [f"demo-s{i}-1" for i in range(4)] + ["demo-top-1"]
     compose(moor, tmp_path, "down")
     assert containers(moor) == {}
+
+
+def test_run_and_exec(moor: Moor, bb: str, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  db: {image: bb:1, network_mode: none, command: sleep 1000, stop_signal: KILL}\n"
+        "  app:\n    image: bb:1\n    network_mode: none\n    environment: {A: from-file}\n"
+        "    command: echo default\n    depends_on: [db]\n    ports: ['80:80']\n"
+    )
+    r = compose(moor, tmp_path, "run", "--rm", "-e", "B=given", "app", "sh", "-c",
+                "echo $A $B; exit 3", check=False)  # fmt: skip
+    assert r.returncode == 3 and r.stdout == "from-file given\n", r.stderr
+    assert "demo-db-1  Started" in r.stderr  # its dependency was started first
+    assert sorted(containers(moor)) == ["demo-db-1"]  # --rm removed the one-off container
+    r = compose(moor, tmp_path, "run", "--no-deps", "app", check=False)
+    assert r.returncode == 0 and r.stdout == "default\n"
+    one_off = [d for n, d in containers(moor).items() if n.startswith("demo-app-run-")]
+    labels = one_off[0]["Config"]["Labels"]  # type: ignore[index]
+    assert labels["com.docker.compose.oneoff"] == "True"
+    # up ignores one-off containers; ps shows them only with -a
+    r = compose(moor, tmp_path, "up", "-d", "db")
+    assert "Recreate" not in r.stderr and "Found orphan" not in r.stderr
+
+    r = compose(moor, tmp_path, "exec", "-T", "db", "sh", "-c", "echo in db; exit 4", check=False)
+    assert r.returncode == 4 and r.stdout == "in db\n"
+    r = compose(moor, tmp_path, "exec", "--index", "2", "db", "true", check=False)
+    assert r.returncode == 1 and "not running (container number 2)" in r.stderr
+    compose(moor, tmp_path, "down")
+    assert containers(moor) == {}

@@ -616,3 +616,134 @@ def ls_cmd(ctx: click.Context, show_all: bool, quiet: bool, fmt: str | None) -> 
         ),
         nl=False,
     )
+
+
+@compose_group.command("exec", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run the command in the background.")
+@click.option("-T", "--no-tty", is_flag=True, help="Disable pseudo-TTY allocation.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables.")
+@click.option("-u", "--user", default="", help="Run the command as this user.")
+@click.option("-w", "--workdir", default="", help="Working directory inside the container.")
+@click.option("--index", type=int, default=1, show_default=True, help="Container number.")
+@click.argument("service")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_cmd(
+    ctx: click.Context,
+    detach: bool,
+    no_tty: bool,
+    env: tuple[str, ...],
+    user: str,
+    workdir: str,
+    index: int,
+    service: str,
+    command: tuple[str, ...],
+) -> None:
+    """Execute a command in a running container of a service."""
+    from moorage.cli.container import exec_cmd as container_exec
+    from moorage.compose.labels import NUMBER
+    from moorage.compose.runner import project_records
+    from moorage.errors import NotFound
+
+    project = _options(ctx).load((service,))
+    project.service(service)
+    records = project_records(_containers(ctx), project.name, [service], oneoff=False)
+    found = [r for r in records if r.spec.labels.get(NUMBER) == str(index) and r.running]
+    if not found:
+        raise NotFound(f'service "{service}" is not running (container number {index})')
+    ctx.invoke(
+        container_exec,
+        container=found[0].id,
+        command=command,
+        interactive=not detach,
+        tty=not detach and not no_tty and sys.stdin.isatty(),
+        detach=detach,
+        env=env,
+        user=user,
+        workdir=workdir,
+    )
+
+
+@compose_group.command("run", context_settings={"allow_interspersed_args": False})
+@click.option("-d", "--detach", is_flag=True, help="Run the container in the background.")
+@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@click.option("--name", default="", help="Assign a name to the container.")
+@click.option("-e", "--env", multiple=True, help="Set environment variables (KEY=VALUE).")
+@click.option("--entrypoint", default=None, help="Override the entrypoint of the image.")
+@click.option("-u", "--user", default=None, help="Run as this user.")
+@click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
+@click.option("-T", "--no-tty", is_flag=True, help="Disable pseudo-TTY allocation.")
+@click.option("--no-deps", is_flag=True, help="Don't start linked services.")
+@click.argument("service")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run_cmd(
+    ctx: click.Context,
+    detach: bool,
+    remove: bool,
+    name: str,
+    env: tuple[str, ...],
+    entrypoint: str | None,
+    user: str | None,
+    workdir: str | None,
+    no_tty: bool,
+    no_deps: bool,
+    service: str,
+    command: tuple[str, ...],
+) -> None:
+    """Run a one-off command in a new container of a service (its dependencies started)."""
+    import os
+    import shlex
+    from dataclasses import replace
+
+    from moorage.cli.container import _run_attached, _straight
+    from moorage.compose import labels as L
+    from moorage.compose import runner
+    from moorage.compose.plan import PlanOptions
+    from moorage.compose.translate import container_spec
+    from moorage.compose.values import Loc, kv_mapping
+
+    project = _options(ctx).load((service,))
+    svc_model = project.service(service)
+    containers = _containers(ctx)
+    deps = svc_model.dependencies()
+    if deps and not no_deps:
+        runner.up(project, containers, PlanOptions(services=deps), progress=_progress)
+    given = kv_mapping(list(env), Loc(("--env",)))
+    environment = {
+        **svc_model.environment,
+        **{k: v if v is not None else os.environ.get(k) for k, v in given.items()},
+    }
+    changes: dict[str, Any] = {
+        "environment": environment,
+        "ports": (),  # a one-off container publishes nothing (docker compose's default)
+        "restart": "no",
+        "container_name": "",
+    }
+    if command:
+        changes["command"] = command
+    if entrypoint is not None:
+        changes["entrypoint"] = tuple(shlex.split(entrypoint))
+    if user is not None:
+        changes["user"] = user
+    if workdir is not None:
+        changes["working_dir"] = workdir
+    one_off = replace(svc_model, **changes)
+    spec = container_spec(project, one_off, 1)
+    tty = not detach and not no_tty and sys.stdin.isatty()
+    spec = replace(
+        spec,
+        name=name or f"{project.name}-{service}-run-{os.urandom(6).hex()}",
+        labels={**spec.labels, L.ONEOFF: "True"},
+        tty=tty,
+        open_stdin=not detach,
+        auto_remove=remove,
+    )
+    rec = containers.create(spec)
+    if detach:
+        containers.start(rec.id)
+        click.echo(rec.name)
+        return
+    if _straight(spec, True, ()):
+        sys.exit(containers.run_foreground(rec))
+    sys.exit(_run_attached(containers, rec, sig_proxy=True))
