@@ -327,6 +327,7 @@ def _resolve_environment(name: str, body: dict[str, Any], env: Mapping[str, str]
 def validate_project(project: Project, raw_services: dict[str, Any]) -> None:
     """References between the parts of a project, cycles and published ports."""
     everything = {**project.services, **project.disabled}
+    names_taken: dict[str, str] = {}
     for svc in project.services.values():
         raw = raw_services.get(svc.name, {})
         loc = Loc(("services", svc.name), mark_of(raw_services, svc.name))
@@ -381,6 +382,22 @@ def validate_project(project: Project, raw_services: dict[str, Any]) -> None:
                     raise loc.child(raw, kind + "s").error(
                         f'service "{svc.name}" refers to undefined {kind} {ref.source}'
                     )
+        if (
+            svc.scale is not None
+            and svc.deploy is not None
+            and svc.deploy.replicas is not None
+            and svc.scale != svc.deploy.replicas
+        ):
+            raise loc.child(raw, "scale").error(
+                f"scale ({svc.scale}) and deploy.replicas ({svc.deploy.replicas}) disagree"
+            )
+        if svc.container_name and svc.container_name in names_taken:
+            raise loc.child(raw, "container_name").error(
+                f'container name "{svc.container_name}" is already used by service '
+                f'"{names_taken[svc.container_name]}"'
+            )
+        if svc.container_name:
+            names_taken[svc.container_name] = svc.name
         if svc.container_name and svc.replicas > 1:
             raise loc.child(raw, "container_name").error(
                 f'service "{svc.name}" has a container_name, so it cannot have '
