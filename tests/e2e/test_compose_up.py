@@ -252,3 +252,28 @@ def test_run_and_exec(moor: Moor, bb: str, tmp_path: Path) -> None:
     assert r.returncode == 1 and "not running (container number 2)" in r.stderr
     compose(moor, tmp_path, "down")
     assert containers(moor) == {}
+
+
+def test_create_and_abort_on_container_exit(moor: Moor, bb: str, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  long: {image: bb:1, network_mode: none, command: sh -c 'echo long; sleep 100',"
+        " stop_signal: KILL}\n"
+        "  short: {image: bb:1, network_mode: none, command: sh -c 'echo short; exit 5'}\n"
+    )
+    compose(moor, tmp_path, "create")
+    assert {n: d["State"]["Status"] for n, d in containers(moor).items()} == {  # type: ignore[index]
+        "demo-long-1": "created",
+        "demo-short-1": "created",
+    }
+    r = compose(moor, tmp_path, "up", "--abort-on-container-exit", check=False)
+    assert r.returncode == 5, r.stderr
+    assert "demo-short-1  | short" in r.stdout
+    assert "Aborting on container exit... (demo-short-1 exited)" in r.stderr
+    assert not containers(moor)["demo-long-1"]["State"]["Running"]  # type: ignore[index]
+    r = compose(moor, tmp_path, "up", "--exit-code-from", "long", check=False)
+    assert r.returncode == 137, r.stderr  # long was stopped with SIGKILL
+    assert r.stdout.count("| short") == 1  # only this run's output, not the last one's
+    r = compose(moor, tmp_path, "up", "-d", "--exit-code-from", "long", check=False)
+    assert r.returncode == 1 and "need attached mode" in r.stderr
+    compose(moor, tmp_path, "down")

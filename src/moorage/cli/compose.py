@@ -219,6 +219,12 @@ def _scale(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--build", is_flag=True, help="Build images before starting (not yet).")
 @click.option("--no-build", is_flag=True, help="Do not build images.")
 @click.option("--wait", is_flag=True, help="Wait for services to be running (implies -d).")
+@click.option(
+    "--abort-on-container-exit", is_flag=True, help="Stop all containers if any one stops."
+)
+@click.option(
+    "--exit-code-from", default=None, help="Exit with this service's code (implies abort)."
+)
 @click.pass_context
 def up_cmd(
     ctx: click.Context,
@@ -233,16 +239,25 @@ def up_cmd(
     build: bool,
     no_build: bool,
     wait: bool,
+    abort_on_container_exit: bool,
+    exit_code_from: str | None,
 ) -> None:
     """Create and start containers; attached (without -d), show their output until they
     stop, and stop them on Ctrl-C."""
+    import time
+
     from moorage.compose import runner
     from moorage.compose.plan import PlanOptions
-    from moorage.errors import Unsupported
+    from moorage.errors import InvalidArgument, Unsupported
 
     if build:
         raise Unsupported("moor compose up --build: building images is not supported yet")
+    abort = abort_on_container_exit or exit_code_from is not None
+    if abort and (detach or wait):
+        raise InvalidArgument("--abort-on-container-exit and --exit-code-from need attached mode")
     project = _options(ctx).load(services)
+    if exit_code_from is not None:
+        project.service(exit_code_from)
     options = PlanOptions(
         services=services,
         no_deps=no_deps,
@@ -252,6 +267,7 @@ def up_cmd(
         remove_orphans=remove_orphans,
     )
     svc = _containers(ctx)
+    started = time.time()
     runner.up(project, svc, options, timeout=timeout, progress=_progress)
     if detach or wait:
         return
@@ -259,10 +275,52 @@ def up_cmd(
     chosen = [n for level in runner.plan_levels(project, options) for n in level]
     records = runner.project_records(svc, project.name, chosen, oneoff=False)
     try:
-        _show_logs(svc, records, True, "all", False, True)
+        first = _show_logs(svc, records, True, "all", False, True, first_exit=abort, since=started)
     except KeyboardInterrupt:
         _progress("Gracefully stopping... (press Ctrl+C again to force)")
         runner.stop(project, svc, chosen, timeout=timeout, progress=_progress)
+        return
+    if not abort or first is None:
+        return
+    _progress(f"Aborting on container exit... ({first.name} exited)")
+    runner.stop(project, svc, chosen, timeout=timeout, progress=_progress)
+    if exit_code_from is not None:
+        from moorage.compose.labels import SERVICE
+
+        ours = [r for r in records if r.spec.labels.get(SERVICE) == exit_code_from]
+        first = ours[0] if ours else first
+    found = svc.find(first.id)
+    sys.exit(found.exit_code if found is not None else 1)
+
+
+@compose_group.command("create")
+@click.argument("services", nargs=-1)
+@click.option("--force-recreate", is_flag=True, help="Recreate containers even if unchanged.")
+@click.option("--no-recreate", is_flag=True, help="Do not recreate existing containers.")
+@click.option("--scale", multiple=True, help="Scale SERVICE to NUM instances (SERVICE=NUM).")
+@click.option("--remove-orphans", is_flag=True, help="Remove containers of removed services.")
+@click.pass_context
+def create_cmd(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    force_recreate: bool,
+    no_recreate: bool,
+    scale: tuple[str, ...],
+    remove_orphans: bool,
+) -> None:
+    """Create the containers of the services without starting them."""
+    from moorage.compose import runner
+    from moorage.compose.plan import PlanOptions
+
+    project = _options(ctx).load(services)
+    options = PlanOptions(
+        services=services,
+        force_recreate=force_recreate,
+        no_recreate=no_recreate,
+        scale=_scale(scale),
+        remove_orphans=remove_orphans,
+    )
+    runner.up(project, _containers(ctx), options, progress=_progress, start=False)
 
 
 @compose_group.command("down")
@@ -447,11 +505,20 @@ def logs_cmd(
 
 
 def _show_logs(
-    svc: Any, records: list[Any], follow: bool, tail: str, timestamps: bool, prefixed: bool
-) -> None:
+    svc: Any,
+    records: list[Any],
+    follow: bool,
+    tail: str,
+    timestamps: bool,
+    prefixed: bool,
+    first_exit: bool = False,
+    since: float | None = None,
+) -> Any:
     """Each container's log, lines prefixed ``name  | `` (one colour per container on a
-    terminal); with ``follow``, until every container has stopped."""
+    terminal); with ``follow``, until every container has stopped, or with ``first_exit``
+    until one has (returned)."""
     import threading
+    import time
 
     from moorage.engine.containers import logs as lg
 
@@ -489,16 +556,20 @@ def _show_logs(
             return found is None or not found.running
 
         for entry in lg.follow(lambda: lg.log_files(path), stop=stopped, tail=n_tail):
-            emit(rec, index, entry)
+            if since is None or entry.time >= since:
+                emit(rec, index, entry)
 
     threads = [
         threading.Thread(target=watch, args=(rec, i), daemon=True) for i, rec in enumerate(records)
     ]
     for t in threads:
         t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.2)  # a short join keeps Ctrl-C deliverable to the main thread
+    while any(t.is_alive() for t in threads):
+        for rec, t in zip(records, threads, strict=True):
+            if first_exit and not t.is_alive():
+                return rec
+        time.sleep(0.1)  # polling keeps Ctrl-C deliverable to the main thread
+    return records[0] if first_exit and records else None
 
 
 def _each_container(

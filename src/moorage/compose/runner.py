@@ -105,9 +105,11 @@ def up(
     timeout: int | None = None,
     progress: Progress = _ignore,
     parallel: bool = True,
+    start: bool = True,
 ) -> Plan:
     """Converge: create, recreate, start or leave each container, in dependency order; the
-    services of one dependency level are handled in parallel unless ``parallel`` is False."""
+    services of one dependency level are handled in parallel unless ``parallel`` is False.
+    With ``start`` False (``create``), containers are created but not started."""
     from moorage.compose.plan import selected_services
 
     chosen = selected_services(project, options.services, options.no_deps)
@@ -136,12 +138,12 @@ def up(
         # each thread with its own store connection: SQLite and flock make that as safe
         # as separate moor commands
         with _own_service(svc) as mine:
-            _converge(project, mine, name, p, image_ids, timeout, locked)
+            _converge(project, mine, name, p, image_ids, timeout, locked, start)
 
     for level in p.levels:
         if not parallel or len(level) == 1:
             for name in level:
-                _converge(project, svc, name, p, image_ids, timeout, progress)
+                _converge(project, svc, name, p, image_ids, timeout, progress, start)
             continue
         # independent services of one level start together
         with ThreadPoolExecutor(max_workers=min(len(level), MAX_PARALLEL)) as pool:
@@ -172,9 +174,11 @@ def _converge(
     image_ids: dict[str, str],
     timeout: int | None,
     progress: Progress,
+    start: bool = True,
 ) -> None:
     """Carry out one service's actions (after waiting for what it depends on)."""
-    _wait_for_dependencies(project, svc, name, p)
+    if start:
+        _wait_for_dependencies(project, svc, name, p)
     service = project.services[name]
     for action in p.actions[name]:
         if action.kind == REMOVE:
@@ -193,8 +197,11 @@ def _converge(
             rec = svc.create(spec)
             done = "Recreated" if action.kind == RECREATE else "Created"
             progress(f" Container {spec.name}  {done}")
-            svc.start(rec.id)
-            progress(f" Container {spec.name}  Started")
+            if start:
+                svc.start(rec.id)
+                progress(f" Container {spec.name}  Started")
+        elif not start:
+            progress(f" Container {action.name}  Created")
         elif action.kind == RESTART:
             assert action.container is not None
             progress(f" Container {action.name}  Restarting")
