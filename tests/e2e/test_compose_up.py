@@ -277,3 +277,17 @@ def test_create_and_abort_on_container_exit(moor: Moor, bb: str, tmp_path: Path)
     r = compose(moor, tmp_path, "up", "-d", "--exit-code-from", "long", check=False)
     assert r.returncode == 1 and "need attached mode" in r.stderr
     compose(moor, tmp_path, "down")
+
+
+def test_images_and_top(moor: Moor, bb: str, tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  a: {image: bb:1, network_mode: none, command: sleep 1000, stop_signal: KILL}\n"
+    )
+    compose(moor, tmp_path, "up", "-d")
+    lines = compose(moor, tmp_path, "images").stdout.splitlines()
+    assert lines[0].split() == ["CONTAINER", "REPOSITORY", "TAG", "IMAGE", "ID", "SIZE"]
+    assert lines[1].split()[:4] == ["demo-a-1", "bb", "1", bb.removeprefix("sha256:")[:12]]
+    top = compose(moor, tmp_path, "top").stdout.splitlines()
+    assert top[0] == "demo-a-1" and "PID" in top[1] and "sleep 1000" in top[2]
+    compose(moor, tmp_path, "down")

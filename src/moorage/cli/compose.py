@@ -818,3 +818,67 @@ def run_cmd(
     if _straight(spec, True, ()):
         sys.exit(containers.run_foreground(rec))
     sys.exit(_run_attached(containers, rec, sig_proxy=True))
+
+
+@compose_group.command("top")
+@click.argument("services", nargs=-1)
+@click.pass_context
+def top_cmd(ctx: click.Context, services: tuple[str, ...]) -> None:
+    """Display the running processes of the project's containers."""
+    from moorage.cli.container import top_cmd as container_top
+    from moorage.compose.runner import project_records
+
+    project = _options(ctx).load()
+    for name in services:
+        project.service(name)
+    records = project_records(_containers(ctx), project.name, services, oneoff=False)
+    for i, rec in enumerate(r for r in records if r.running):
+        click.echo(("\n" if i else "") + rec.name)
+        ctx.invoke(container_top, container=rec.id, ps_args=())
+
+
+@compose_group.command("images")
+@click.argument("services", nargs=-1)
+@click.option("-q", "--quiet", is_flag=True, help="Only display image IDs.")
+@click.option("--format", "fmt", default=None, help="Format: table, json, or a Go template.")
+@click.pass_context
+def images_cmd(ctx: click.Context, services: tuple[str, ...], quiet: bool, fmt: str | None) -> None:
+    """List the images used by the project's containers."""
+    from moorage.compose.runner import project_records
+    from moorage.errors import MoorageError
+    from moorage.format import format_list
+    from moorage.units import human_size
+
+    project = _options(ctx).load()
+    for name in services:
+        project.service(name)
+    svc = _containers(ctx)
+    rows = []
+    for rec in project_records(svc, project.name, services):
+        try:
+            image = svc.image_of(rec)
+        except MoorageError:  # removed meanwhile: show what the container was made from
+            image = None
+        repo, sep, tag = rec.image_ref.rpartition(":")
+        if not sep or "/" in tag:
+            repo, tag = rec.image_ref, "latest"
+        rows.append(
+            {
+                "ContainerName": rec.name,
+                "Repository": repo or rec.image_ref,
+                "Tag": tag,
+                "ID": rec.image_id.removeprefix("sha256:")[:12],
+                "Size": human_size(image.size) if image is not None else "",
+            }
+        )
+    click.echo(
+        format_list(
+            rows,
+            fmt,
+            default_table="table {{.ContainerName}}\t{{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.Size}}",
+            quiet=quiet,
+            quiet_field="ID",
+            headers={"ContainerName": "CONTAINER", "ID": "IMAGE ID"},
+        ),
+        nl=False,
+    )
