@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from moorage.compose.schema import check_keys
 from moorage.compose.values import Loc, as_int, as_mapping, as_str, expected
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -105,8 +106,6 @@ _LONG_KEYS = ("name", "target", "published", "host_ip", "protocol", "app_protoco
 
 
 def parse_long_port(value: dict[str, Any], loc: Loc) -> dict[str, Any]:
-    from moorage.compose.canonical import check_keys
-
     as_mapping(value, loc)
     check_keys(value, _LONG_KEYS, loc)
     if "target" not in value:

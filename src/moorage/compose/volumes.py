@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from moorage.compose.schema import check_keys
 from moorage.compose.values import (
     Loc,
     as_bool,
@@ -84,8 +85,6 @@ _LONG_KEYS = ("type", "source", "target", "read_only", "consistency", "bind", "v
 
 
 def parse_long_volume(value: dict[str, Any], loc: Loc, base_dir: Path) -> dict[str, Any]:
-    from moorage.compose.canonical import check_keys
-
     check_keys(value, _LONG_KEYS, loc)
     kind = as_str(value.get("type", ""), loc.child(value, "type"))
     if kind not in TYPES:
