@@ -125,6 +125,9 @@ def test_config_errors(moor: Moor, tmp_path: Path, text: str, expected: str) -> 
 def test_no_file_and_bad_project_name(moor: Moor, tmp_path: Path) -> None:
     r = compose(moor, tmp_path, "config")
     assert r.returncode == 1 and "no configuration file provided" in r.stderr
+    r = compose(moor, tmp_path, "-f", "missing.yaml", "config")
+    assert r.returncode == 1
+    assert r.stderr == f"Error: open {tmp_path / 'missing.yaml'}: no such file or directory\n"
     (tmp_path / "compose.yaml").write_text("services: {a: {image: x}}\n")
     r = compose(moor, tmp_path, "-p", "Bad!", "config")
     assert r.returncode == 1 and "invalid project name" in r.stderr

@@ -7,6 +7,7 @@ from typing import Any
 
 from moorage.compose.model import Project
 from moorage.compose.values import format_duration
+from moorage.compose.yamlsrc import plain_is_string
 
 _DURATIONS = {
     ("healthcheck", "interval"),
@@ -56,7 +57,9 @@ def to_yaml(doc: dict[str, Any]) -> str:
         pass
 
     def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-        style = "|" if "\n" in data else None
+        # quote what our YAML 1.2 reading would take for a number, boolean or null
+        # ("0o17"), which PyYAML's YAML 1.1 writer leaves plain
+        style = "|" if "\n" in data else None if plain_is_string(data) else "'"
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
     _Dumper.add_representer(str, _str)

@@ -78,6 +78,12 @@ for _tag, _regexp, _first in _RESOLVERS:
 _Loader.add_implicit_resolver("tag:yaml.org,2002:merge", re.compile(r"^(?:<<)$"), ["<"])
 
 
+def plain_is_string(text: str) -> bool:
+    """Whether ``text`` written as a plain (unquoted) scalar would load back as a string."""
+    tag: str = _Loader.resolve(_Loader, yaml.ScalarNode, text, (True, False))
+    return tag == "tag:yaml.org,2002:str"
+
+
 def _mark(file: str, m: Any) -> Mark:
     return Mark(file, m.line + 1, m.column + 1)
 
