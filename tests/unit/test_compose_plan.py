@@ -133,6 +133,7 @@ def test_hash_is_stable_and_known(tmp_path: Path) -> None:
         ("    depends_on: [b]\n", False),
         ("    build: .\n", False),
         ("    pull_policy: always\n", False),
+        ("    x-note: anything\n", False),
         ("    deploy: {resources: {limits: {memory: 64m}}}\n", True),
     ],
 )

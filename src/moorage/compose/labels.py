@@ -29,7 +29,11 @@ _NOT_HASHED = ("build", "pull_policy", "scale", "depends_on", "profiles")
 def config_hash(service: Service) -> str:
     """SHA-256 of the service's effective configuration, stable across runs and machines
     (canonical JSON: sorted keys, no whitespace; only what the container is made from)."""
-    doc: dict[str, Any] = {k: v for k, v in service.config.items() if k not in _NOT_HASHED}
+    doc: dict[str, Any] = {
+        k: v
+        for k, v in service.config.items()
+        if k not in _NOT_HASHED and not k.startswith("x-")  # extensions make no container
+    }
     if "deploy" in doc:
         doc["deploy"] = {k: v for k, v in doc["deploy"].items() if k != "replicas"}
         if not doc["deploy"]:
