@@ -58,6 +58,7 @@ TOP_LEVEL: dict[str, str] = {
     "search": "moorage.cli.distribution:search_cmd",
     "build": "moorage.cli.build:build_cmd",
     "builder": "moorage.cli.build:builder_group",
+    "compose": "moorage.cli.compose:compose_group",
 }
 
 

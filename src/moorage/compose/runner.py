@@ -1,0 +1,329 @@
+"""Carrying out compose commands on the engine: ``up`` follows the convergence plan level
+by level; ``down``, ``start``, ``stop`` and ``rm`` act on the project's containers, found by
+their compose labels. A failure halfway leaves labelled containers that the next ``up`` or
+``down`` plans from, like any others."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from moorage.compose import labels as L
+from moorage.compose.errors import ComposeError
+from moorage.compose.graph import levels
+from moorage.compose.model import Project
+from moorage.compose.plan import (
+    CREATE,
+    RECREATE,
+    REMOVE,
+    RESTART,
+    START,
+    Actual,
+    Plan,
+    PlanOptions,
+    plan,
+)
+from moorage.compose.translate import container_spec, image_name
+from moorage.errors import MoorageError, NotFound, Unsupported
+
+if TYPE_CHECKING:
+    from moorage.engine.containers.service import ContainerRecord, ContainerService
+
+Progress = Callable[[str], None]
+MAX_PARALLEL = 8
+
+
+def _ignore(line: str) -> None:
+    pass
+
+
+def project_records(
+    svc: ContainerService, project: str, services: Sequence[str] = (), oneoff: bool = True
+) -> list[ContainerRecord]:
+    """The project's containers (of ``services`` if given), by service then number."""
+    out = []
+    for rec in svc.ls():
+        labels = rec.spec.labels
+        if labels.get(L.PROJECT) != project:
+            continue
+        if services and labels.get(L.SERVICE) not in services:
+            continue
+        if not oneoff and labels.get(L.ONEOFF) == "True":
+            continue
+        out.append(rec)
+    return sorted(out, key=lambda r: (r.spec.labels.get(L.SERVICE, ""), _number(r), r.name))
+
+
+def _number(rec: ContainerRecord) -> int:
+    try:
+        return int(rec.spec.labels.get(L.NUMBER, "0"))
+    except ValueError:
+        return 0
+
+
+def actual_of(records: Sequence[ContainerRecord]) -> list[Actual]:
+    return [Actual(r.id, r.name, dict(r.spec.labels), r.state) for r in records]
+
+
+def _image_ids(project: Project, svc: ContainerService, names: Sequence[str]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        with contextlib.suppress(NotFound):
+            out[name] = str(svc.images.resolve(image_name(project, project.services[name])).id)
+    return out
+
+
+def _preflight(project: Project, p: Plan, image_ids: dict[str, str]) -> None:
+    """Everything that can be refused is refused before the first container is touched."""
+    for level in p.levels:
+        for name in level:
+            service = project.services[name]
+            for dep, d in service.depends_on.items():
+                if d.condition == "service_healthy" and dep in p.actions:
+                    raise Unsupported(
+                        f'service "{name}" waits for "{dep}" to be healthy: healthchecks are '
+                        "not supported by the engine yet"
+                    )
+            if any(a.kind in (CREATE, RECREATE) for a in p.actions[name]):
+                if name not in image_ids:
+                    raise NotFound(
+                        f'service "{name}": no such image: {image_name(project, service)} '
+                        "(moor compose does not pull or build yet: import or load it first)"
+                    )
+                container_spec(project, service, 1).validate()
+
+
+def up(
+    project: Project,
+    svc: ContainerService,
+    options: PlanOptions,
+    *,
+    timeout: int | None = None,
+    progress: Progress = _ignore,
+    parallel: bool = True,
+    start: bool = True,
+) -> Plan:
+    """Converge: create, recreate, start or leave each container, in dependency order; the
+    services of one dependency level are handled in parallel unless ``parallel`` is False.
+    With ``start`` False (``create``), containers are created but not started."""
+    from moorage.compose.plan import selected_services
+
+    chosen = selected_services(project, options.services, options.no_deps)
+    image_ids = _image_ids(project, svc, chosen)
+    options = replace(options, image_ids=image_ids)
+    p = plan(project, actual_of(project_records(svc, project.name)), options)
+    _preflight(project, p, image_ids)
+    if p.orphans:
+        if p.remove_orphans:
+            for orphan in p.orphans:
+                _remove(svc, orphan.id, orphan.name, timeout, progress)
+        else:
+            names = ", ".join(o.name for o in p.orphans)
+            progress(
+                f"WARN Found orphan containers ({names}) for this project. If you removed or "
+                "renamed this service in your compose file, you can run this command with the "
+                "--remove-orphans flag to clean it up."
+            )
+    lock = threading.Lock()
+
+    def locked(line: str) -> None:
+        with lock:
+            progress(line)
+
+    def work(name: str) -> None:
+        # each thread with its own store connection: SQLite and flock make that as safe
+        # as separate moor commands
+        with _own_service(svc) as mine:
+            _converge(project, mine, name, p, image_ids, timeout, locked, start)
+
+    for level in p.levels:
+        if not parallel or len(level) == 1:
+            for name in level:
+                _converge(project, svc, name, p, image_ids, timeout, progress, start)
+            continue
+        # independent services of one level start together
+        with ThreadPoolExecutor(max_workers=min(len(level), MAX_PARALLEL)) as pool:
+            futures = [pool.submit(work, name) for name in level]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise errors[0]
+    return p
+
+
+@contextlib.contextmanager
+def _own_service(svc: ContainerService) -> Iterator[ContainerService]:
+    from moorage.engine import Engine
+    from moorage.engine.containers.service import ContainerService
+
+    engine = Engine(svc.store.root, svc.store.runroot)
+    try:
+        yield ContainerService(engine.store, engine.images)
+    finally:
+        engine.close()
+
+
+def _converge(
+    project: Project,
+    svc: ContainerService,
+    name: str,
+    p: Plan,
+    image_ids: dict[str, str],
+    timeout: int | None,
+    progress: Progress,
+    start: bool = True,
+) -> None:
+    """Carry out one service's actions (after waiting for what it depends on)."""
+    if start:
+        _wait_for_dependencies(project, svc, name, p)
+    service = project.services[name]
+    for action in p.actions[name]:
+        if action.kind == REMOVE:
+            assert action.container is not None
+            _remove(svc, action.container.id, action.name, timeout, progress)
+            continue
+        if action.kind == RECREATE:
+            assert action.container is not None
+            progress(f" Container {action.name}  Recreate")
+            _stop(svc, action.container.id, timeout)
+            svc.remove(action.container.id, force=True)
+        if action.kind in (CREATE, RECREATE):
+            spec = container_spec(project, service, action.number, image_id=image_ids[name])
+            if action.kind == CREATE:
+                progress(f" Container {spec.name}  Creating")
+            rec = svc.create(spec)
+            done = "Recreated" if action.kind == RECREATE else "Created"
+            progress(f" Container {spec.name}  {done}")
+            if start:
+                svc.start(rec.id)
+                progress(f" Container {spec.name}  Started")
+        elif not start:
+            progress(f" Container {action.name}  Created")
+        elif action.kind == RESTART:
+            assert action.container is not None
+            progress(f" Container {action.name}  Restarting")
+            _stop(svc, action.container.id, timeout)
+            svc.start(action.container.id)
+            progress(f" Container {action.name}  Started")
+        elif action.kind == START:
+            assert action.container is not None
+            svc.start(action.container.id)
+            progress(f" Container {action.name}  Started")
+        else:
+            progress(f" Container {action.name}  Running")
+
+
+def plan_levels(project: Project, options: PlanOptions) -> list[list[str]]:
+    """The services ``up`` with ``options`` acts on, in start order."""
+    from moorage.compose.plan import selected_services
+
+    chosen = selected_services(project, options.services, options.no_deps)
+    deps = {n: [d for d in project.services[n].dependencies() if d in chosen] for n in chosen}
+    return levels(deps)
+
+
+def _wait_for_dependencies(project: Project, svc: ContainerService, name: str, p: Plan) -> None:
+    for dep, d in project.services[name].depends_on.items():
+        if d.condition != "service_completed_successfully" or dep not in p.actions:
+            continue
+        for rec in project_records(svc, project.name, [dep], oneoff=False):
+            code = svc.wait(rec.id)
+            if code != 0:
+                raise ComposeError(f'service "{dep}" didn\'t complete successfully: exit {code}')
+
+
+def _stop(svc: ContainerService, cid: str, timeout: int | None) -> None:
+    with contextlib.suppress(NotFound):
+        svc.stop(cid, timeout)
+
+
+def _remove(
+    svc: ContainerService, cid: str, name: str, timeout: int | None, progress: Progress
+) -> None:
+    progress(f" Container {name}  Stopping")
+    _stop(svc, cid, timeout)
+    progress(f" Container {name}  Stopped")
+    with contextlib.suppress(NotFound):
+        svc.remove(cid, force=True)
+    progress(f" Container {name}  Removed")
+
+
+def _stop_order(project: Project, records: Sequence[ContainerRecord]) -> list[ContainerRecord]:
+    """Dependents first: the reverse of the start order; unknown services first of all."""
+    deps = {n: s.dependencies() for n, s in project.services.items()}
+    rank = {name: i for i, level in enumerate(reversed(levels(deps))) for name in level}
+    return sorted(records, key=lambda r: rank.get(r.spec.labels.get(L.SERVICE, ""), -1))
+
+
+def down(
+    project: Project,
+    svc: ContainerService,
+    *,
+    remove_orphans: bool = False,
+    timeout: int | None = None,
+    progress: Progress = _ignore,
+) -> None:
+    """Stop and remove the project's containers (orphans too with ``remove_orphans``)."""
+    known = {*project.services, *project.disabled}
+    records = [
+        r
+        for r in project_records(svc, project.name)
+        if remove_orphans or r.spec.labels.get(L.SERVICE) in known
+    ]
+    for rec in _stop_order(project, records):
+        _remove(svc, rec.id, rec.name, timeout, progress)
+
+
+def stop(
+    project: Project,
+    svc: ContainerService,
+    services: Sequence[str] = (),
+    *,
+    timeout: int | None = None,
+    progress: Progress = _ignore,
+) -> None:
+    for name in services:
+        project.service(name)
+    records = project_records(svc, project.name, services, oneoff=False)
+    for rec in _stop_order(project, [r for r in records if r.running]):
+        progress(f" Container {rec.name}  Stopping")
+        svc.stop(rec.id, timeout)
+        progress(f" Container {rec.name}  Stopped")
+
+
+def start(
+    project: Project,
+    svc: ContainerService,
+    services: Sequence[str] = (),
+    *,
+    progress: Progress = _ignore,
+) -> None:
+    for name in services:
+        project.service(name)
+    records = project_records(svc, project.name, services, oneoff=False)
+    if not records:
+        raise ComposeError("service(s) not created yet: run moor compose up first")
+    deps = {n: s.dependencies() for n, s in project.services.items()}
+    rank = {name: i for i, level in enumerate(levels(deps)) for name in level}
+    for rec in sorted(records, key=lambda r: rank.get(r.spec.labels.get(L.SERVICE, ""), 0)):
+        if rec.running:
+            continue
+        progress(f" Container {rec.name}  Starting")
+        try:
+            svc.start(rec.id)
+        except MoorageError as e:
+            raise ComposeError(f"cannot start {rec.name}: {e}") from None
+        progress(f" Container {rec.name}  Started")
+
+
+def removable(
+    project: Project, svc: ContainerService, services: Sequence[str] = (), *, stopped_first: bool
+) -> list[ContainerRecord]:
+    """``rm``: the project's stopped containers (all, when they are to be stopped first)."""
+    for name in services:
+        project.service(name)
+    records = project_records(svc, project.name, services)
+    return [r for r in records if stopped_first or not r.running]
