@@ -50,6 +50,11 @@ def project_document(project: Project) -> dict[str, Any]:
     return doc
 
 
+def _escaped(c: str) -> bool:
+    o = ord(c)
+    return (o < 0x20 and c != "\n") or 0x7F <= o <= 0x9F or c in "\u2028\u2029\ufeff"
+
+
 def to_yaml(doc: dict[str, Any]) -> str:
     import yaml
 
@@ -59,7 +64,13 @@ def to_yaml(doc: dict[str, Any]) -> str:
     def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
         # quote what our YAML 1.2 reading would take for a number, boolean or null
         # ("0o17"), which PyYAML's YAML 1.1 writer leaves plain
-        style = "|" if "\n" in data else None if plain_is_string(data) else "'"
+        if any(_escaped(c) for c in data):
+            style = '"'  # control characters and Unicode line breaks (NEL, LS, PS) only
+            # survive a round trip escaped
+        elif "\n" in data:
+            style = "|"
+        else:
+            style = None if plain_is_string(data) else "'"
         return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
     _Dumper.add_representer(str, _str)
