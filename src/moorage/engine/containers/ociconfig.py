@@ -38,6 +38,8 @@ class Placement:
     hosts_file: Path
     resolv_file: Path
     init_binary: str | None = None
+    netns_path: str | None = None  # a namespace made beforehand (bridge networks, container:)
+    extra_env: tuple[str, ...] = ()  # before the container's own (legacy link variables)
 
 
 def cgroup_v2() -> bool:
@@ -51,8 +53,13 @@ def process_args(spec: ContainerSpec, image_config: dict[str, Any]) -> list[str]
     )
 
 
-def environment(spec: ContainerSpec, image_config: dict[str, Any], hostname: str) -> list[str]:
-    env = merge_env(image_config.get("Env") or [], list(spec.env))
+def environment(
+    spec: ContainerSpec,
+    image_config: dict[str, Any],
+    hostname: str,
+    extra_env: tuple[str, ...] = (),
+) -> list[str]:
+    env = merge_env([*(image_config.get("Env") or []), *extra_env], list(spec.env))
     keys = {e.split("=", 1)[0] for e in env}
     if "PATH" not in keys:
         env.insert(0, f"PATH={DEFAULT_PATH}")
@@ -87,7 +94,7 @@ def generate(
         "terminal": spec.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
         "args": args,
-        "env": environment(spec, image_config, hostname),
+        "env": environment(spec, image_config, hostname, place.extra_env),
         "cwd": workdir or "/",
         "capabilities": capabilities,
         "noNewPrivileges": security.no_new_privileges,
@@ -133,7 +140,9 @@ def generate(
         )  # fmt: skip
 
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if spec.network_mode != "host":
+    if place.netns_path:
+        namespaces.append({"type": "network", "path": place.netns_path})
+    elif spec.network_mode != "host":
         namespaces.append({"type": "network"})
     if cgroup_v2():
         namespaces.append({"type": "cgroup"})

@@ -4,6 +4,7 @@ containers; conmon runs each one, and ``moor container cleanup`` records how it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moorage.engine.containers import logs as logmod
 from moorage.engine.containers.names import random_name
@@ -36,6 +38,9 @@ from moorage.runtime.conmon import ConmonLayout, CreateFailed, spawn
 from moorage.store import Store
 from moorage.store.locks import flocked
 from moorage.units import go_time
+
+if TYPE_CHECKING:
+    from moorage.engine.network.service import NetworkService
 
 INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini")
 
@@ -149,6 +154,12 @@ class ContainerService:
         mount_overlay(self.lower_dirs(rec), overlay / "diff", overlay / "work", overlay / "merged")
         return overlay / "merged"
 
+    @cached_property
+    def networks(self) -> NetworkService:
+        from moorage.engine.network.service import NetworkService
+
+        return NetworkService(self.store)
+
     def runtime(self, rec: ContainerRecord) -> OCIRuntime:
         return get_runtime(rec.spec.runtime, self.store.runroot / "runtime")
 
@@ -232,6 +243,7 @@ class ContainerService:
         cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
+        self.networks.check_spec(spec)
         with self.store.adding():
             overlay = self.overlay(cid)
             for sub in ("diff", "work", "merged"):
@@ -247,6 +259,7 @@ class ContainerService:
                         (cid, name, str(image.id), spec.image, time.time(),
                          json.dumps({**spec.to_json(), "hostname": hostname, "name": name})),
                     )  # fmt: skip
+                    self.networks.record_endpoint(conn, cid, spec)
             except sqlite3.IntegrityError as e:
                 shutil.rmtree(overlay, ignore_errors=True)
                 shutil.rmtree(ud, ignore_errors=True)
@@ -331,6 +344,8 @@ class ContainerService:
         )
         if spec.init and place.init_binary is None:
             raise NotFound("--init needs catatonit or tini (apt-get install catatonit)")
+        net = self.networks.setup(rec, image_config, self)  # hook: network before create
+        place = dataclasses.replace(place, netns_path=net.netns_path, extra_env=net.extra_env)
         config = generate(
             spec, image_config, place, hostname=hostname, uid=uid, gid=gid,
             additional_gids=gids, workdir=workdir,
@@ -447,6 +462,8 @@ class ContainerService:
                     runtime.delete(cid, force=True)
         with contextlib.suppress(MoorageError):
             unmount(self.rootfs(cid))
+        with contextlib.suppress(MoorageError, OSError):
+            self.networks.teardown(cid)  # hook: network teardown on exit, stop, rm
 
     def _should_restart(self, rec: ContainerRecord) -> bool:
         if rec.stopped_by_user:
@@ -750,8 +767,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         "HostConfig": {
             "Binds": None,
             "LogConfig": {"Type": "k8s-file", "Config": _log_config(spec)},
-            "NetworkMode": spec.network_mode,
-            "PortBindings": {},
+            **_network_host_config(spec),
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},
             "AutoRemove": spec.auto_remove,
             "CapAdd": list(spec.cap_add) or None,
@@ -804,14 +820,36 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "StopSignal": spec.stop_signal or "SIGTERM",
             **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
         },
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "IPAddress": "",
-            "Networks": {spec.network_mode: {}},
-        },
+        "NetworkSettings": svc.networks.settings(rec, image_config),
     }
+
+
+def _network_host_config(spec: ContainerSpec) -> dict[str, Any]:
+    from moorage.engine.network.ports import parse_publish
+
+    bindings: dict[str, Any] = {}
+    for p in spec.publish:
+        for b in parse_publish(p):
+            port = str(b.host_port) if b.host_port else ""
+            if b.host_port_end:
+                port += f"-{b.host_port_end}"
+            bindings.setdefault(b.key, []).append({"HostIp": b.host_ip, "HostPort": port})
+    return {
+        "NetworkMode": spec.network_mode,
+        "PortBindings": bindings,
+        "PublishAllPorts": spec.publish_all,
+        "Dns": list(spec.dns),
+        "DnsOptions": list(spec.dns_options),
+        "DnsSearch": list(spec.dns_search),
+        "ExtraHosts": list(spec.extra_hosts) or None,
+        "Links": [f"/{n}:/{spec.name}/{a}" for n, a in map(_link_pair, spec.links)] or None,
+    }
+
+
+def _link_pair(link: str) -> tuple[str, str]:
+    from moorage.engine.network.modes import parse_link
+
+    return parse_link(link)
 
 
 def _log_config(spec: ContainerSpec) -> dict[str, str]:
