@@ -46,6 +46,13 @@ def test_create_rm_1000_and_run_rm_100_cycles(tmp_path: Path, busybox_tar: Path)
         check=True, capture_output=True,
     )  # fmt: skip
     svc = ContainerService(eng.store, eng.images)
+    try:
+        _cycles(eng, svc, tmp_path)
+    finally:
+        svc.networks.teardown_all_networks()  # the default network's bridge and table
+
+
+def _cycles(eng: Engine, svc: ContainerService, tmp_path: Path) -> None:
     mounts, conmons = _overlay_mounts(tmp_path), _conmons(tmp_path)
     for _ in range(1000):
         rec = svc.create(ContainerSpec(image="bb:1"))

@@ -49,6 +49,7 @@ TOP_LEVEL: dict[str, str] = {
     "info": "moorage.cli.system:info_cmd",
     "version": "moorage.cli.system:version_cmd",
     "system": "moorage.cli.system:system_group",
+    "network": "moorage.cli.network:network_group",
 }
 
 

@@ -444,7 +444,7 @@ def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
 
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
-@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (none yet).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
 def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
@@ -526,6 +526,26 @@ def _command_text(svc: Any, rec: Any) -> str:
         return str(" ".join(process_args(rec.spec, image_config)))
     except MoorageError:
         return ""
+
+
+def _ps_ports(svc: Any, rec: Any) -> str:
+    from moorage.engine.network.ports import ps_ports
+    from moorage.engine.network.service import exposed_ports
+
+    bound = svc.networks.bound_ports(rec.id) if rec.running else []
+    try:
+        config = svc.images.config(svc.image_of(rec)).get("config") or {}
+    except MoorageError:
+        config = {}
+    return ps_ports(bound, exposed_ports(rec.spec, config) if rec.running else [])
+
+
+def _ps_networks(svc: Any, rec: Any) -> str:
+    from moorage.engine.network import modes
+
+    if not modes.is_bridge_mode(rec.spec.network_mode):
+        return rec.spec.network_mode
+    return ",".join(n.name for _, n in svc.networks.endpoints(rec.id))
 
 
 def _ps_match(svc: Any, rec: Any, filters: list[tuple[str, str]]) -> bool:
@@ -623,11 +643,11 @@ def ps_cmd(
             "RunningFor": since(rec.created, now),
             "Status": _status(rec, now),
             "State": rec.state,
-            "Ports": "",
+            "Ports": _ps_ports(svc, rec),
             "Names": rec.name,
             "Labels": ",".join(f"{k}={v}" for k, v in rec.spec.labels.items()),
             "Mounts": "",
-            "Networks": rec.spec.network_mode,
+            "Networks": _ps_networks(svc, rec),
         }
         if size:
             from moorage.store.snapshots import dir_usage
@@ -797,11 +817,23 @@ def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> Non
 @click.argument("private_port", required=False)
 @click.pass_context
 def port_cmd(ctx: click.Context, container: str, private_port: str | None) -> None:
-    """List port mappings for the container (none without the bridge network)."""
+    """List port mappings or a specific mapping for the container."""
     svc = _service(ctx)
-    svc.get(container)
+    rec = svc.get(container)
+    bound = sorted(svc.networks.bound_ports(rec.id),
+                   key=lambda p: (p["container_port"], p["proto"]))  # fmt: skip
     if private_port:
-        raise NotFound(f"No public port '{private_port}' published for {container}")
+        port, _, proto = private_port.partition("/")
+        found = [p for p in bound
+                 if str(p["container_port"]) == port and p["proto"] == (proto or "tcp")]  # fmt: skip
+        if not found:
+            raise NotFound(f"No public port '{port}/{proto or 'tcp'}' published for {container}")
+        for p in found:
+            click.echo(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
+        return
+    for p in bound:
+        click.echo(f"{p['container_port']}/{p['proto']} -> {p['host_ip'] or '0.0.0.0'}:"
+                   f"{p['host_port']}")  # fmt: skip
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})
