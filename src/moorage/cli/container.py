@@ -120,7 +120,9 @@ def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--dns", multiple=True, help="Set custom DNS servers."),
         click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
         click.option("--dns-option", multiple=True, help="Set DNS options."),
-        click.option("--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."),
+        click.option(
+            "--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."
+        ),
         click.option("--link", multiple=True, help="Add link to another container (NAME[:ALIAS])."),
         click.option(
             "-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."
@@ -544,7 +546,7 @@ def _ps_networks(svc: Any, rec: Any) -> str:
     from moorage.engine.network import modes
 
     if not modes.is_bridge_mode(rec.spec.network_mode):
-        return rec.spec.network_mode
+        return str(rec.spec.network_mode)
     return ",".join(n.name for _, n in svc.networks.endpoints(rec.id))
 
 
@@ -824,10 +826,10 @@ def port_cmd(ctx: click.Context, container: str, private_port: str | None) -> No
                    key=lambda p: (p["container_port"], p["proto"]))  # fmt: skip
     if private_port:
         port, _, proto = private_port.partition("/")
-        found = [p for p in bound
-                 if str(p["container_port"]) == port and p["proto"] == (proto or "tcp")]  # fmt: skip
+        proto = proto or "tcp"
+        found = [p for p in bound if str(p["container_port"]) == port and p["proto"] == proto]
         if not found:
-            raise NotFound(f"No public port '{port}/{proto or 'tcp'}' published for {container}")
+            raise NotFound(f"No public port '{port}/{proto}' published for {container}")
         for p in found:
             click.echo(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
         return

@@ -66,8 +66,8 @@ def backend_name() -> str:
     return os.environ.get("MOORAGE_NETWORK_BACKEND", "native")
 
 
-def get_backend(runroot: Path) -> NetworkBackend:
-    name = backend_name()
+def get_backend(runroot: Path, name: str = "") -> NetworkBackend:
+    name = name or backend_name()
     if name == "native":
         from moorage.engine.network.native import NativeBackend
 

@@ -86,9 +86,8 @@ def allow_forward(bridge: str, add: bool) -> None:
     except nft.NftError:
         return
     chains = [i["chain"] for i in out.get("nftables", []) if "chain" in i]
-    if not chains or chains[0].get("policy") != "drop":
-        if add:
-            return
+    if add and (not chains or chains[0].get("policy") != "drop"):
+        return
     for flag in ("-i", "-o"):
         rule = ["FORWARD", flag, bridge, "-j", "ACCEPT", "-m", "comment", "--comment", "moorage"]
         present = subprocess.run(["iptables", "-w", "-C", *rule], capture_output=True)

@@ -17,7 +17,9 @@ def parse_subnet(text: str) -> ipaddress.IPv4Network:
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:
-        raise InvalidArgument(f"invalid subnet {text!r}: expected CIDR, e.g. 10.91.0.0/24") from None
+        raise InvalidArgument(
+            f"invalid subnet {text!r}: expected CIDR, e.g. 10.91.0.0/24"
+        ) from None
     if not isinstance(net, ipaddress.IPv4Network):
         raise InvalidArgument(f"IPv6 subnets are not supported yet: {text}")
     if str(net) != text.strip() and ipaddress.ip_interface(text).ip != net.network_address:
@@ -34,7 +36,10 @@ def check_free(
 ) -> None:
     for other in taken:
         if net.overlaps(other):
-            raise Conflict(f"invalid pool request: Pool overlaps with other one on this address space ({net} overlaps {other})")
+            raise Conflict(
+                "invalid pool request: Pool overlaps with other one on this address space "
+                f"({net} overlaps {other})"
+            )
     for other in routed:
         if net.overlaps(other) and other.prefixlen > 0:
             raise Conflict(f"subnet {net} overlaps {other}, which the host already routes")

@@ -21,11 +21,10 @@ class NativeBackend:
         from moorage.engine.network import bridge, firewall, nft
 
         bridge.create(net.bridge, net.gateway, net.prefixlen)
+        cmds = firewall.network_commands(net.bridge, net.subnet, internal=net.internal)
         if nft.table_exists(firewall.FAMILY, firewall.table_name(net.bridge)):
-            nft.run(firewall.delete_network_commands(net.bridge)
-                    + firewall.network_commands(net.bridge, net.subnet, internal=net.internal))  # fmt: skip
-        else:
-            nft.run(firewall.network_commands(net.bridge, net.subnet, internal=net.internal))
+            cmds = firewall.delete_network_commands(net.bridge) + cmds  # re-made from scratch
+        nft.run(cmds)
 
     def delete_network(self, net: NetworkRecord) -> None:
         from moorage.engine.network import bridge, firewall, nft

@@ -155,8 +155,8 @@ def docker_ports(bound: list[dict[str, Any]], exposed: Iterable[str]) -> dict[st
     for p in bound:
         key = f"{p['container_port']}/{p['proto']}"
         ports.setdefault(key, None)
-        ports[key] = [*(ports[key] or []),
-                      {"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}]  # fmt: skip
+        binding = {"HostIp": p["host_ip"] or "0.0.0.0", "HostPort": str(p["host_port"])}
+        ports[key] = [*(ports[key] or []), binding]
     return ports
 
 

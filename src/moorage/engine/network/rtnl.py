@@ -131,15 +131,15 @@ class Rtnl:
             peer += _attr(IFLA_ADDRESS, mac_bytes(peer_mac))
         if mtu:
             peer += _attr(IFLA_MTU, struct.pack("=I", mtu))
-        info = _attr(IFLA_INFO_KIND, b"veth") + _attr(
-            IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer)
-        )
+        info = _attr(IFLA_INFO_KIND, b"veth") + _attr(IFLA_INFO_DATA, _attr(VETH_INFO_PEER, peer))
         body = ifinfo() + _attr(IFLA_IFNAME, _name(host_name))
         body += _attr(IFLA_MASTER, struct.pack("=I", master)) + _attr(IFLA_LINKINFO, info)
         if mtu:
             body += _attr(IFLA_MTU, struct.pack("=I", mtu))
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body)
-        self.request(RTM_NEWLINK, 0, ifinfo(0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, _name(host_name)))
+        self.request(
+            RTM_NEWLINK, 0, ifinfo(0, IFF_UP, IFF_UP) + _attr(IFLA_IFNAME, _name(host_name))
+        )
 
     def link_up(self, index: int) -> None:
         self.request(RTM_NEWLINK, 0, ifinfo(index, IFF_UP, IFF_UP))

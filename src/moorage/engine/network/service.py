@@ -75,6 +75,20 @@ class NetworkService:
     def netns_path(self, cid: str) -> Path:
         return self.netns_dir / cid
 
+    def _backend_file(self, cid: str) -> Path:
+        return self.run_dir / "setup" / cid
+
+    def backend_of(self, cid: str) -> NetworkBackend:
+        """The backend that set the container up: teardown may run in another environment
+        (conmon's exit command gets a minimal one), so the choice is recorded at setup."""
+        from moorage.engine.network.backend import get_backend
+
+        try:
+            name = self._backend_file(cid).read_text().strip()
+        except OSError:
+            return self.backend
+        return self.backend if name == self.backend.name else get_backend(self.store.runroot, name)
+
     @contextlib.contextmanager
     def host_lock(self) -> Iterator[None]:
         HOST_LOCK.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +127,8 @@ class NetworkService:
         if net is not None:
             return net
         try:
-            return self.create(modes.DEFAULT_NETWORK, dns=False, predefined=True)
+            # only its record: the bridge comes with the first container that runs on it
+            return self.create(modes.DEFAULT_NETWORK, dns=False, predefined=True, bring_up=False)
         except AlreadyExists:
             return self.get(modes.DEFAULT_NETWORK)
 
@@ -130,6 +145,7 @@ class NetworkService:
         options: dict[str, str] | None = None,
         dns: bool = True,
         predefined: bool = False,
+        bring_up: bool = True,
     ) -> NetworkRecord:
         from moorage.engine.network import bridge, ipam
 
@@ -184,6 +200,8 @@ class NetworkService:
                     )  # fmt: skip
             except sqlite3.IntegrityError:
                 raise AlreadyExists(f"network with name {name} already exists") from None
+            if not bring_up:
+                return rec
             try:
                 self._bring_up(rec)
             except BaseException:
@@ -202,14 +220,32 @@ class NetworkService:
         self._marker(net).parent.mkdir(parents=True, exist_ok=True)
         self._marker(net).touch()
 
-    def ensure_up(self, net: NetworkRecord) -> None:
+    def ensure_up(self, net: NetworkRecord) -> NetworkRecord:
         """The network's host state exists (it goes with a reboot; the marker is in the
-        run root, which goes with it)."""
+        run root, which goes with it). The default network's subnet, chosen when its record
+        was made, is chosen again if the host has routed it meanwhile."""
         if self._marker(net).exists():
-            return
+            return net
+        from moorage.engine.network import bridge, ipam
+
         with self.host_lock():
-            if not self._marker(net).exists():
-                self._bring_up(net)
+            if self._marker(net).exists():
+                return net
+            if not bridge.exists(net.bridge):
+                mine = ipaddress.IPv4Network(net.subnet)
+                routed = bridge.host_routes()
+                if any(mine.overlaps(r) for r in routed if r.prefixlen):
+                    if net.name != modes.DEFAULT_NETWORK:
+                        raise Conflict(f"network {net.name}: its subnet {net.subnet} is now "
+                                       "routed on the host by something else")  # fmt: skip
+                    taken = [ipaddress.IPv4Network(n.subnet) for n in self.ls() if n.id != net.id]
+                    new = ipam.next_subnet(taken, routed)
+                    with self.store.db.transaction() as conn:
+                        conn.execute("UPDATE networks SET subnet = ?, gateway = ? WHERE id = ?",
+                                     (str(new), str(ipam.gateway_of(new)), net.id))  # fmt: skip
+                    net = self.get(net.id)
+            self._bring_up(net)
+        return net
 
     def attached(self, net: NetworkRecord) -> list[str]:
         rows = self.conn.execute(
@@ -278,8 +314,7 @@ class NetworkService:
                 ip = ipaddress.IPv4Address(spec.ip)
                 if ip not in ipaddress.IPv4Network(net.subnet):
                     raise InvalidArgument(
-                        f"no configured subnet contains IP address {spec.ip} on network "
-                        f"{net.name}"
+                        f"no configured subnet contains IP address {spec.ip} on network {net.name}"
                     )
 
     def record_endpoint(self, conn: sqlite3.Connection, cid: str, spec: Any) -> None:
@@ -367,8 +402,7 @@ class NetworkService:
             with self.store.db.transaction() as conn:
                 self.record_endpoint(conn, rec.id, spec)
             eps = self.endpoints(rec.id)
-        for _, net in eps:
-            self.ensure_up(net)
+        eps = [(row, self.ensure_up(net)) for row, net in eps]
         bindings = publish_bindings(spec, image_config)
         ports = assign(bindings, self._taken_ports(rec.id)) if bindings else []
         atts: list[Attachment] = []
@@ -394,10 +428,14 @@ class NetworkService:
                 att = self._attachment(rec.id, row, net)
                 default_route = not routed and not net.internal
                 routed = routed or default_route
-                atts.append(dataclasses_replace(att, ip=ip, mac=ipam.mac_for(ip),
-                                                ports=tuple(mine), default_route=default_route))  # fmt: skip
+                atts.append(dataclasses_replace(
+                    att, ip=ip, mac=ipam.mac_for(ip), ports=tuple(mine),
+                    default_route=default_route))  # fmt: skip
         ns = self.netns_path(rec.id)
         netns.remove(ns)  # a leftover of a crash
+        record = self._backend_file(rec.id)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(self.backend.name)
         with netns.created(ns):
             pass
         self.backend.setup(rec.id, ns, atts)
@@ -464,12 +502,16 @@ class NetworkService:
         ns = self.netns_path(cid)
         eps = [(r, n) for r, n in self.endpoints(cid) if r["ip"]]
         if not eps and not ns.exists():
+            with contextlib.suppress(FileNotFoundError):
+                self._backend_file(cid).unlink()
             return
         atts = [self._attachment(cid, r, n) for r, n in eps]
         try:
-            self.backend.teardown(cid, ns, atts)
+            self.backend_of(cid).teardown(cid, ns, atts)
         finally:
             netns.remove(ns)
+            with contextlib.suppress(FileNotFoundError):
+                self._backend_file(cid).unlink()
             if eps:
                 with self.store.db.transaction() as conn:
                     conn.execute(
@@ -536,7 +578,7 @@ class NetworkService:
         if not container.running:
             return
         try:
-            self.ensure_up(net)
+            net = self.ensure_up(net)
             row = next(r for r, n in self.endpoints(container.id) if n.id == net.id)
             with self.store.db.transaction() as conn:
                 used = {r[0] for r in conn.execute(
@@ -547,18 +589,24 @@ class NetworkService:
                     ipaddress.IPv4Network(net.ip_range) if net.ip_range else None,
                     ipaddress.IPv4Address(net.gateway), used)  # fmt: skip
                 conn.execute(
-                    "UPDATE endpoints SET ip = ?, mac = ? WHERE container_id = ? AND network_id = ?",
+                    "UPDATE endpoints SET ip = ?, mac = ?"
+                    " WHERE container_id = ? AND network_id = ?",
                     (addr, ipam.mac_for(addr), container.id, net.id),
                 )
             att = dataclasses_replace(self._attachment(container.id, row, net), ip=addr,
                                       mac=ipam.mac_for(addr))  # fmt: skip
-            self.backend.setup(container.id, self.netns_path(container.id), [att])
+            self.backend_of(container.id).setup(container.id, self.netns_path(container.id), [att])
         except BaseException:
             with self.store.db.transaction() as conn:
                 conn.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
                              (container.id, net.id))  # fmt: skip
             raise
-        self._update_dns({net.id} if net.dns else set())
+        if net.dns:
+            self._update_dns({net.id})
+            others = [n for _, n in self.endpoints(container.id) if n.dns and n.id != net.id]
+            if not others:  # its first network with names: resolve through it from now on
+                _write(containers.userdata(container.id) / "resolv.conf",
+                       resolv_conf(spec, gateway=net.gateway))  # fmt: skip
 
     def disconnect(self, network: str, container: Any) -> None:
         net = self.get(network)
@@ -568,7 +616,8 @@ class NetworkService:
         row, _ = found[0]
         if row["ip"]:
             att = self._attachment(container.id, row, net)
-            self.backend.teardown(container.id, self.netns_path(container.id), [att])
+            self.backend_of(container.id).teardown(container.id, self.netns_path(container.id),
+                                                   [att])  # fmt: skip
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
                          (container.id, net.id))  # fmt: skip
@@ -637,7 +686,8 @@ class NetworkService:
                     "IPAMConfig": {"IPv4Address": row["static_ip"]} if row["static_ip"] else None,
                     "Links": list(spec.links) or None if row["position"] == 0 else None,
                     "Aliases": [*json.loads(row["aliases"]), rec.id[:12]]
-                    if net.name != modes.DEFAULT_NETWORK else None,
+                    if net.name != modes.DEFAULT_NETWORK
+                    else None,
                     "NetworkID": net.id,
                     "EndpointID": endpoint_id(rec.id, net.id) if running else "",
                     "Gateway": net.gateway if running else "",
@@ -723,9 +773,7 @@ def _host_file(path: str) -> str:
         return ""
 
 
-def hosts_file(
-    spec: Any, hostname: str, ip: str, links: list[str], gateway: str = ""
-) -> str:
+def hosts_file(spec: Any, hostname: str, ip: str, links: list[str], gateway: str = "") -> str:
     lines = [HOSTS_BASE.rstrip("\n")]
     for h in spec.extra_hosts:
         host, addr = modes.parse_extra_host(h)
