@@ -58,8 +58,11 @@ class NetworkBackend(Protocol):
         """Connect the namespace to its networks and publish its ports; on error, leave
         nothing behind."""
 
-    def teardown(self, cid: str, netns: Path, attachments: list[Attachment]) -> None:
-        """Undo setup; idempotent, tolerant of a half-made or already removed state."""
+    def teardown(
+        self, cid: str, netns: Path, attachments: list[Attachment], *, namespace_going: bool = True
+    ) -> None:
+        """Undo setup; idempotent, tolerant of a half-made or already removed state.
+        ``namespace_going``: the caller removes the namespace next (not so on disconnect)."""
 
 
 def backend_name() -> str:

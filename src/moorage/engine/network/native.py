@@ -37,7 +37,7 @@ class NativeBackend:
         try:
             self._setup(ns, attachments)
         except BaseException:
-            self.teardown(cid, ns, attachments)
+            self.teardown(cid, ns, attachments, namespace_going=False)
             raise
 
     def _setup(self, ns: Path, attachments: list[Attachment]) -> None:
@@ -84,7 +84,9 @@ class NativeBackend:
 
             nft.run(cmds)
 
-    def teardown(self, cid: str, ns: Path, attachments: list[Attachment]) -> None:
+    def teardown(
+        self, cid: str, ns: Path, attachments: list[Attachment], *, namespace_going: bool = True
+    ) -> None:
         from moorage.engine.network import nft
 
         errors = []
@@ -96,12 +98,21 @@ class NativeBackend:
                 for p in a.ports:
                     with contextlib.suppress(nft.NftError):
                         self._ports("delete", [dataclasses.replace(a, ports=(p,))])
-        with Rtnl() as host:
-            for a in attachments:
-                try:
-                    host.delete_link(a.host_ifname)
-                except NetlinkError as e:
-                    errors.append(f"{a.host_ifname}: {e.strerror}")
+        if not namespace_going:
+            # the namespace stays (disconnect): the pair must go now. Otherwise removing the
+            # namespace takes its veths with it in the kernel's own time: deleting a link
+            # here waits ~25 ms for an RCU grace period, most of the teardown budget
+            # (by its end inside: the host end's name is not kept)
+            with contextlib.ExitStack() as stack:
+                if ns.exists():
+                    stack.enter_context(netns.entered(ns))
+                    inside = stack.enter_context(Rtnl())
+                for a in attachments:
+                    try:
+                        if ns.exists():
+                            inside.delete_link(a.ifname)
+                    except NetlinkError as e:
+                        errors.append(f"{a.ifname}: {e.strerror}")
         if errors:
             raise MoorageError("network teardown: " + "; ".join(errors))
 

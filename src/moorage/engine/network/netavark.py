@@ -93,7 +93,9 @@ class NetavarkBackend:
             if a.ports:
                 bridge._sysctl(f"net/ipv4/conf/{a.network.bridge}/route_localnet", "1")
 
-    def teardown(self, cid: str, ns: Path, attachments: list[Attachment]) -> None:
+    def teardown(
+        self, cid: str, ns: Path, attachments: list[Attachment], *, namespace_going: bool = True
+    ) -> None:
         if not attachments:
             return
         try:

@@ -349,7 +349,10 @@ class NetworkService:
     def _attachment(self, cid: str, row: sqlite3.Row, net: NetworkRecord) -> Attachment:
         return Attachment(
             network=net, ifname=f"eth{row['position']}",
-            host_ifname=f"mv{cid[:11]}{row['position']:02d}"[:15], ip=row["ip"] or "",
+            # unique per setup: a torn-down pair may linger while the kernel destroys its
+            # namespace, and a restart must not collide with it
+            host_ifname=f"mv{cid[:6]}{os.urandom(3).hex()}{row['position']}"[:15],
+            ip=row["ip"] or "",
             mac=row["mac"], aliases=tuple(json.loads(row["aliases"])),
             ports=tuple(json.loads(row["ports"])), position=row["position"],
         )  # fmt: skip
@@ -617,7 +620,7 @@ class NetworkService:
         if row["ip"]:
             att = self._attachment(container.id, row, net)
             self.backend_of(container.id).teardown(container.id, self.netns_path(container.id),
-                                                   [att])  # fmt: skip
+                                                   [att], namespace_going=False)  # fmt: skip
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM endpoints WHERE container_id = ? AND network_id = ?",
                          (container.id, net.id))  # fmt: skip
