@@ -339,3 +339,44 @@ def test_no_leak_after_100_cycles(net_moor: Moor) -> None:
         assert not dns.exists() or dns.read_text().count("\n") == 1
     finally:
         moor("network", "rm", n, check=False)
+
+
+KV_STORE = """#!/bin/sh
+key=$(echo "$QUERY_STRING" | sed -n 's/.*key=\\([a-zA-Z0-9_]*\\).*/\\1/p')
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+if [ "$REQUEST_METHOD" = POST ]; then
+  head -c "$CONTENT_LENGTH" > "/data/$key"; echo stored
+else
+  cat "/data/$key" 2>/dev/null || echo missing
+fi
+"""
+
+FRONT_END = """#!/bin/sh
+key=$(echo "$QUERY_STRING" | sed -n 's/.*key=\\([a-zA-Z0-9_]*\\).*/\\1/p')
+value=$(echo "$QUERY_STRING" | sed -n 's/.*value=\\([a-zA-Z0-9_]*\\).*/\\1/p')
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+store="http://db:$DB_PORT_80_TCP_PORT/cgi-bin/kv?key=$key"
+if [ -n "$value" ]; then wget -qO- --post-data "$value" "$store" >/dev/null; fi
+echo "$key=$(wget -qO- "$store") via $DB_NAME"
+"""
+
+SERVE = 'mkdir -p /www/cgi-bin /data && printf "%s" "$APP" > /www/cgi-bin/$CGI && '
+SERVE += 'chmod +x /www/cgi-bin/$CGI && exec httpd -f -p 80 -h /www'
+
+
+def test_seed_micro_service(net_moor: Moor) -> None:
+    """The seed's micro-service on one host: a key-value store, a web front end linked to
+    it with its port published on 127.0.0.1, and requests from the host through both."""
+    moor = net_moor
+    port = _free_port()
+    moor("run", "-d", "--name", "db", "--expose", "80", "-e", f"APP={KV_STORE}",
+         "-e", "CGI=kv", "bb:1", "sh", "-c", SERVE)  # fmt: skip
+    moor("run", "-d", "--name", "front", "--link", "db", "-p", f"127.0.0.1:{port}:80",
+         "-e", f"APP={FRONT_END}", "-e", "CGI=app", "bb:1", "sh", "-c", SERVE)  # fmt: skip
+    base = f"http://127.0.0.1:{port}/cgi-bin/app"
+    assert _get(f"{base}?key=greeting&value=hello").strip() == "greeting=hello via /front/db"
+    assert _get(f"{base}?key=greeting").strip() == "greeting=hello via /front/db"
+    assert _get(f"{base}?key=other").strip() == "other=missing via /front/db"
+    # the value is in the store's container, not the front end's
+    assert moor("exec", "db", "cat", "/data/greeting").stdout == "hello"
+    moor("rm", "-f", "front", "db")
