@@ -361,7 +361,7 @@ echo "$key=$(wget -qO- "$store") via $DB_NAME"
 """
 
 SERVE = 'mkdir -p /www/cgi-bin /data && printf "%s" "$APP" > /www/cgi-bin/$CGI && '
-SERVE += 'chmod +x /www/cgi-bin/$CGI && exec httpd -f -p 80 -h /www'
+SERVE += "chmod +x /www/cgi-bin/$CGI && exec httpd -f -p 80 -h /www"
 
 
 def test_seed_micro_service(net_moor: Moor) -> None:

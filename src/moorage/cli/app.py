@@ -50,6 +50,7 @@ TOP_LEVEL: dict[str, str] = {
     "version": "moorage.cli.system:version_cmd",
     "system": "moorage.cli.system:system_group",
     "network": "moorage.cli.network:network_group",
+    "volume": "moorage.cli.volume:volume_group",
 }
 
 

@@ -131,6 +131,11 @@ def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."
         ),
         click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume."),
+        click.option("--mount", multiple=True, help="Attach a filesystem mount to the container."),
+        click.option(
+            "--volumes-from", multiple=True, help="Mount volumes from the specified container(s)."
+        ),
         click.option(
             "--restart",
             default="no",
@@ -207,6 +212,9 @@ def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
         publish=o["publish"],
         publish_all=o["publish_all"],
         expose=o["expose"],
+        volumes=o["volume"],
+        mounts=o["mount"],
+        volumes_from=o["volumes_from"],
         restart=o["restart"],
         auto_remove=o["auto_remove"],
         log_opts=o["log_opt"],
@@ -273,7 +281,7 @@ def run_cmd(
         except MoorageError as e:
             with contextlib.suppress(MoorageError):
                 if spec.auto_remove:
-                    svc.remove(rec.id, force=True)
+                    svc.remove(rec.id, force=True, anonymous_volumes=True)
             _engine_error(e)
         click.echo(rec.id)
         return
@@ -305,7 +313,7 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
         except MoorageError as e:
             if spec.auto_remove:
                 with contextlib.suppress(MoorageError):
-                    svc.remove(rec.id, force=True)
+                    svc.remove(rec.id, force=True, anonymous_volumes=True)
             _engine_error(e)
         except OSError as e:
             _engine_error(MoorageError(f"cannot attach to {rec.name}: {e.strerror}"))
@@ -334,7 +342,7 @@ def _run_attached(svc: Any, rec: Any, *, sig_proxy: bool, streams: tuple[str, ..
         svc.cleanup(rec.id)
     if spec.auto_remove:
         with contextlib.suppress(MoorageError):
-            svc.remove(rec.id, force=True)
+            svc.remove(rec.id, force=True, anonymous_volumes=True)
     elif spec.restart not in ("", "no"):
         _hand_over_restart(svc, rec.id)
     return code
@@ -452,7 +460,7 @@ def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
 def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     svc = _service(ctx)
-    _each(containers, lambda c: svc.remove(c, force=force))
+    _each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
 
 
 @click.command("wait")

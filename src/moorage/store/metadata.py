@@ -114,6 +114,29 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX endpoints_network ON endpoints(network_id);
     """,
+    # 4: volumes (local driver) and every container's mounts, resolved at create.
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL DEFAULT 'local',
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}',
+        anonymous INTEGER NOT NULL DEFAULT 0,
+        seeded INTEGER NOT NULL DEFAULT 0,    -- the image's content was copied in (copy-up)
+        created REAL NOT NULL
+    );
+    CREATE TABLE container_mounts (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        type TEXT NOT NULL,                   -- volume | bind | tmpfs
+        source TEXT NOT NULL DEFAULT '',      -- volume name or host path
+        destination TEXT NOT NULL,
+        rw INTEGER NOT NULL DEFAULT 1,
+        options TEXT NOT NULL DEFAULT '',     -- tmpfs options
+        PRIMARY KEY (container_id, position)
+    );
+    CREATE INDEX container_mounts_source ON container_mounts(type, source);
+    """,
 ]
 
 

@@ -40,6 +40,7 @@ class Placement:
     init_binary: str | None = None
     netns_path: str | None = None  # a namespace made beforehand (bridge networks, container:)
     extra_env: tuple[str, ...] = ()  # before the container's own (legacy link variables)
+    extra_mounts: tuple[dict[str, Any], ...] = ()  # volumes, binds, --mount tmpfs
 
 
 def cgroup_v2() -> bool:
@@ -133,6 +134,7 @@ def generate(
     for dest, opts in spec.tmpfs.items():
         options = ["nosuid", "nodev", "noexec"] + [o for o in opts.split(",") if o]
         mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options})
+    mounts += place.extra_mounts
     if spec.init and place.init_binary:
         mounts.append(
             {"destination": INIT_IN_CONTAINER, "type": "bind", "source": place.init_binary,

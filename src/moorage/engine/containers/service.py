@@ -41,6 +41,7 @@ from moorage.units import go_time
 
 if TYPE_CHECKING:
     from moorage.engine.network.service import NetworkService
+    from moorage.engine.volumes.service import VolumeService
 
 INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini")
 
@@ -155,6 +156,12 @@ class ContainerService:
         return overlay / "merged"
 
     @cached_property
+    def volumes(self) -> VolumeService:
+        from moorage.engine.volumes.service import VolumeService
+
+        return VolumeService(self.store)
+
+    @cached_property
     def networks(self) -> NetworkService:
         from moorage.engine.network.service import NetworkService
 
@@ -244,6 +251,22 @@ class ContainerService:
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
         self.networks.check_spec(spec)
+        mounts: list[Any] = []
+        made: list[str] = []
+        if spec.volumes or spec.mounts or spec.volumes_from or image_config.get("Volumes"):
+            mounts, made = self.volumes.prepare(self.volumes.requests(spec, image_config, self))
+        try:
+            return self._create(spec, image, cid, name, hostname, mounts)
+        except BaseException:
+            for vol in made:
+                with contextlib.suppress(MoorageError):
+                    self.volumes.remove(vol, force=True)
+            raise
+
+    def _create(
+        self, spec: ContainerSpec, image: Any, cid: str, name: str, hostname: str,
+        mounts: list[Any],
+    ) -> ContainerRecord:  # fmt: skip
         with self.store.adding():
             overlay = self.overlay(cid)
             for sub in ("diff", "work", "merged"):
@@ -260,6 +283,7 @@ class ContainerService:
                          json.dumps({**spec.to_json(), "hostname": hostname, "name": name})),
                     )  # fmt: skip
                     self.networks.record_endpoint(conn, cid, spec)
+                    self.volumes.record(conn, cid, mounts)
             except sqlite3.IntegrityError as e:
                 shutil.rmtree(overlay, ignore_errors=True)
                 shutil.rmtree(ud, ignore_errors=True)
@@ -344,8 +368,10 @@ class ContainerService:
         )
         if spec.init and place.init_binary is None:
             raise NotFound("--init needs catatonit or tini (apt-get install catatonit)")
+        extra_mounts = self.volumes.oci_mounts(rec.id, rootfs)
         net = self.networks.setup(rec, image_config, self)  # hook: network before create
-        place = dataclasses.replace(place, netns_path=net.netns_path, extra_env=net.extra_env)
+        place = dataclasses.replace(place, netns_path=net.netns_path, extra_env=net.extra_env,
+                                    extra_mounts=tuple(extra_mounts))  # fmt: skip
         config = generate(
             spec, image_config, place, hostname=hostname, uid=uid, gid=gid,
             additional_gids=gids, workdir=workdir,
@@ -429,7 +455,7 @@ class ContainerService:
             with flocked(self.attached_lock(rec.id), exclusive=True, blocking=False) as free:
                 if not free:
                     return  # the attached moor reads the exit code, then removes it
-            self.remove(rec.id, force=True)
+            self.remove(rec.id, force=True, anonymous_volumes=True)
             return
         if restart and self._should_restart(rec):
             delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 60.0)
@@ -534,7 +560,9 @@ class ContainerService:
             rec = found
         return rec.exit_code
 
-    def remove(self, ref: str, *, force: bool = False) -> ContainerRecord:
+    def remove(
+        self, ref: str, *, force: bool = False, anonymous_volumes: bool = False
+    ) -> ContainerRecord:
         rec = self.get(ref)
         if rec.running:
             if not force:
@@ -569,8 +597,12 @@ class ContainerService:
                 # created but never started (e.g. moor was killed mid-start): end its conmon
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rec.conmon_pid, signals.SIGKILL)
+            anonymous = self.volumes.anonymous_of(rec.id) if anonymous_volumes else []
             with self.store.db.transaction() as conn:
                 conn.execute("DELETE FROM containers WHERE id = ?", (rec.id,))
+            for vol in anonymous:  # rm -v, --rm: its anonymous volumes go with it
+                with contextlib.suppress(MoorageError):
+                    self.volumes.remove(vol)
             shutil.rmtree(self.overlay(rec.id), ignore_errors=True)
             shutil.rmtree(self.userdata(rec.id), ignore_errors=True)
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
@@ -765,7 +797,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": {
-            "Binds": None,
+            "Binds": list(spec.volumes) or None,
             "LogConfig": {"Type": "k8s-file", "Config": _log_config(spec)},
             **_network_host_config(spec),
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},
@@ -797,7 +829,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             },
             "Name": "overlay",
         },
-        "Mounts": [],
+        "Mounts": svc.volumes.inspect_mounts(rec.id),
         "Config": {
             "Hostname": hostname,
             "Domainname": "",

@@ -15,7 +15,7 @@ _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 NETWORK_MODES = ("none", "host", "bridge")  # or "container:NAME", or a network's name
 RUNTIMES = ("runc", "crun")
 NETWORK_TUPLES = ("network_aliases", "dns", "dns_search", "dns_options", "extra_hosts", "links",
-                  "publish", "expose")  # fmt: skip
+                  "publish", "expose", "volumes", "mounts", "volumes_from")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class ContainerSpec:
     publish: tuple[str, ...] = ()
     publish_all: bool = False
     expose: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()  # -v
+    mounts: tuple[str, ...] = ()  # --mount
+    volumes_from: tuple[str, ...] = ()
     restart: str = "no"
     auto_remove: bool = False
     log_opts: tuple[str, ...] = ()
