@@ -60,6 +60,17 @@ def _check_options(options: dict[str, str]) -> None:
                                   "needs an existing absolute directory")  # fmt: skip
 
 
+def _mounted(path: Path) -> bool:
+    """Whether something is mounted on ``path`` (os.path.ismount misses a bind mount from
+    the same filesystem)."""
+    target = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == target for line in f)
+    except OSError:
+        return False
+
+
 class VolumeService:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -143,12 +154,20 @@ class VolumeService:
         users = self.users(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        mp = self.mountpoint(name)
+        if _mounted(mp):
+            p = subprocess.run(["umount", str(mp)], capture_output=True, text=True, check=False)
+            if p.returncode != 0 or _mounted(mp):
+                raise Conflict(f"remove {name}: cannot unmount it: {p.stderr.strip()}")
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
-        mp = self.mountpoint(name)
-        if os.path.ismount(mp):
-            subprocess.run(["umount", "-l", str(mp)], capture_output=True, check=False)
-        shutil.rmtree(self.dir / name, ignore_errors=True)
+        if rec.options.get("type"):
+            # only the empty mount point: never walk into what a bind-backed volume showed
+            with contextlib.suppress(OSError):
+                mp.rmdir()
+                (self.dir / name).rmdir()
+        else:
+            shutil.rmtree(self.dir / name, ignore_errors=True)
 
     def prune(self) -> list[str]:
         removed = []
@@ -176,7 +195,7 @@ class VolumeService:
         """A volume with options is a mount of its own on ``_data``, made on first use."""
         opts = rec.options
         mp = self.mountpoint(rec.name)
-        if not opts.get("type") or os.path.ismount(mp):
+        if not opts.get("type") or _mounted(mp):
             return
         mp.mkdir(parents=True, exist_ok=True)
         if opts["type"] == "tmpfs":
