@@ -382,3 +382,18 @@ def test_seed_micro_service(net_moor: Moor) -> None:
     # the value is in the store's container, not the front end's
     assert moor("exec", "db", "cat", "/data/greeting").stdout == "hello"
     moor("rm", "-f", "front", "db")
+
+
+def test_publish_all_and_ranges(net_moor: Moor) -> None:
+    moor = net_moor
+    base = _free_port()  # and (most likely) base + 1
+    cid = moor("run", "-d", "-P", "--expose", "7000-7001", "-p",
+               f"127.0.0.1:{base}-{base + 1}:80-81", "bb:1", *HTTPD).stdout.strip()  # fmt: skip
+    lines = moor("port", cid).stdout.splitlines()
+    assert f"80/tcp -> 127.0.0.1:{base}" in lines and f"81/tcp -> 127.0.0.1:{base + 1}" in lines
+    exposed = {ln.split(" -> ")[0] for ln in lines}
+    assert {"7000/tcp", "7001/tcp"} <= exposed  # -P: every exposed port, on a random one
+    assert _get(f"http://127.0.0.1:{base}/hostname").strip() == cid[:12]
+    bindings = _inspect(moor, cid)["HostConfig"]["PortBindings"]  # type: ignore[index]
+    assert bindings["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(base)}]
+    moor("rm", "-f", cid)
