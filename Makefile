@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the code and the tests use
-APT_PACKAGES := busybox-static python3-venv tar file runc conmon catatonit tmux procps
+APT_PACKAGES := busybox-static python3-venv tar file runc conmon catatonit tmux procps \
+	libnftables1 nftables aardvark-dns netavark iptables
 
 .PHONY: setup system-packages demo test lint unit bench clean
 

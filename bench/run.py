@@ -3,7 +3,8 @@
 Prints medians and ratios (moorage time / reference time; below 1.0 means moorage is faster).
 Not part of CI. Start the reference tools first with ../shared/tools/start-anchors.
 
-    python bench/run.py [--only load_save|cli|containers|registry] [--runs N] [--size-mb 200]
+    python bench/run.py [--only load_save|cli|containers|registry|network] [--runs N]
+                         [--size-mb 200]
 """
 
 from __future__ import annotations
@@ -168,9 +169,20 @@ def bench_containers(runs: int) -> None:
     containers.main(runs)
 
 
+def bench_network(runs: int) -> None:
+    """run --rm with a published port and on the default bridge, 1 GiB through a published
+    port, the native backend's setup + teardown: see bench/network.py."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import network
+
+    sys.argv = [sys.argv[0], "--runs", str(runs)]
+    network.main()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--only", choices=["load_save", "cli", "containers", "registry"])
+    ap.add_argument("--only", choices=["load_save", "cli", "containers", "registry", "network"])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--size-mb", type=int, default=200)
     args = ap.parse_args()
@@ -187,6 +199,8 @@ def main() -> None:
              "--size-mb", str(args.size_mb)],
             check=False,
         )  # fmt: skip
+    if args.only in (None, "network"):
+        bench_network(max(args.runs, 15))
 
 
 if __name__ == "__main__":

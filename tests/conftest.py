@@ -73,6 +73,8 @@ def moor(tmp_path: Path) -> Iterator[Moor]:
         ids = m("ps", "-aq", "--no-trunc", check=False).stdout.split()
         if ids:
             m("rm", "-f", *ids, check=False)
+        # its bridges, nftables tables and DNS server (the store goes, so they would stay)
+        m("network", "teardown-host", check=False)
     with open("/proc/mounts") as f:
         leftover = [line.split()[1] for line in f if line.split()[1].startswith(str(tmp_path))]
     for mountpoint in reversed(leftover):

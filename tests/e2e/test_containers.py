@@ -326,6 +326,7 @@ def test_kill_9_of_moor_mid_start_and_of_runc(moor: Moor, bb: str) -> None:
     assert moor("ps", "-aq").stdout == ""
     assert _mounts(moor.root) == before
     assert not _entries(moor.root / "containers")
+    assert not list((moor.runroot / "netns").glob("*"))
 
 
 def test_more_create_flags(moor: Moor, bb: str, tmp_path: Path) -> None:

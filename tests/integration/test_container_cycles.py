@@ -46,13 +46,22 @@ def test_create_rm_1000_and_run_rm_100_cycles(tmp_path: Path, busybox_tar: Path)
         check=True, capture_output=True,
     )  # fmt: skip
     svc = ContainerService(eng.store, eng.images)
+    try:
+        _cycles(eng, svc, tmp_path)
+    finally:
+        svc.networks.teardown_all_networks()  # the default network's bridge and table
+
+
+def _cycles(eng: Engine, svc: ContainerService, tmp_path: Path) -> None:
     mounts, conmons = _overlay_mounts(tmp_path), _conmons(tmp_path)
     for _ in range(1000):
         rec = svc.create(ContainerSpec(image="bb:1"))
         svc.remove(rec.id)
     runs = int(os.environ.get("MOORAGE_RUN_CYCLES", "100"))
+    ran = []
     for _ in range(runs):
         rec = svc.create(ContainerSpec(image="bb:1", args=("true",)))
+        ran.append(rec.id)
         svc.start(rec.id)
         assert svc.wait(rec.id) == 0
         svc.remove(rec.id, force=True)
@@ -71,5 +80,8 @@ def test_create_rm_1000_and_run_rm_100_cycles(tmp_path: Path, busybox_tar: Path)
     assert not runc_state.exists() or list(runc_state.iterdir()) == []
     cgroups = Path("/sys/fs/cgroup/pids/moorage")
     if cgroups.exists():
-        leftover = [p for p in cgroups.iterdir() if p.is_dir()]
+        # only this test's containers: other suites on the machine have theirs running
+        leftover = [p for p in cgroups.iterdir() if p.is_dir() and p.name in set(ran)]
         assert leftover == []
+    netns = eng.runroot / "netns"
+    assert not netns.exists() or list(netns.iterdir()) == []

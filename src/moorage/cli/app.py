@@ -59,6 +59,8 @@ TOP_LEVEL: dict[str, str] = {
     "build": "moorage.cli.build:build_cmd",
     "builder": "moorage.cli.build:builder_group",
     "compose": "moorage.cli.compose:compose_group",
+    "network": "moorage.cli.network:network_group",
+    "volume": "moorage.cli.volume:volume_group",
 }
 
 

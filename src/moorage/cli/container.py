@@ -128,8 +128,30 @@ def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--network",
             "--net",
             "network",
-            default="none",
-            help="Connect a container to a network (none, host).",
+            default="bridge",
+            help="Connect a container to a network: bridge (default), NAME, none, host, "
+            "container:NAME.",
+        ),
+        click.option("--network-alias", multiple=True, help="Add a network-scoped alias."),
+        click.option("--ip", default="", help="IPv4 address (e.g. 10.91.0.5)."),
+        click.option("--dns", multiple=True, help="Set custom DNS servers."),
+        click.option("--dns-search", multiple=True, help="Set custom DNS search domains."),
+        click.option("--dns-option", multiple=True, help="Set DNS options."),
+        click.option(
+            "--add-host", multiple=True, help="Add a custom host-to-IP mapping (host:ip)."
+        ),
+        click.option("--link", multiple=True, help="Add link to another container (NAME[:ALIAS])."),
+        click.option(
+            "-p", "--publish", multiple=True, help="Publish a container's port(s) to the host."
+        ),
+        click.option(
+            "-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random ports."
+        ),
+        click.option("--expose", multiple=True, help="Expose a port or a range of ports."),
+        click.option("-v", "--volume", multiple=True, help="Bind mount a volume."),
+        click.option("--mount", multiple=True, help="Attach a filesystem mount to the container."),
+        click.option(
+            "--volumes-from", multiple=True, help="Mount volumes from the specified container(s)."
         ),
         click.option(
             "--restart",
@@ -196,7 +218,20 @@ def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
         sysctls=sysctls,
         stop_signal=o["stop_signal"],
         stop_timeout=o["stop_timeout"],
-        network_mode="none" if o["network"] in ("none", "") else o["network"],
+        network_mode=o["network"] or "bridge",
+        network_aliases=o["network_alias"],
+        ip=o["ip"],
+        dns=o["dns"],
+        dns_search=o["dns_search"],
+        dns_options=o["dns_option"],
+        extra_hosts=o["add_host"],
+        links=o["link"],
+        publish=o["publish"],
+        publish_all=o["publish_all"],
+        expose=o["expose"],
+        volumes=o["volume"],
+        mounts=o["mount"],
+        volumes_from=o["volumes_from"],
         restart=o["restart"],
         auto_remove=o["auto_remove"],
         log_opts=o["log_opt"],
@@ -265,7 +300,7 @@ def run_cmd(
         except MoorageError as e:
             with contextlib.suppress(MoorageError):
                 if spec.auto_remove:
-                    svc.remove(rec.id, force=True)
+                    svc.remove(rec.id, force=True, anonymous_volumes=True)
             _engine_error(e)
         click.echo(rec.id)
         return
@@ -324,7 +359,7 @@ def _run_attached(
         except MoorageError as e:
             if spec.auto_remove:
                 with contextlib.suppress(MoorageError):
-                    svc.remove(rec.id, force=True)
+                    svc.remove(rec.id, force=True, anonymous_volumes=True)
             _engine_error(e)
         except OSError as e:
             _engine_error(MoorageError(f"cannot attach to {rec.name}: {e.strerror}"))
@@ -356,7 +391,7 @@ def _run_attached(
         svc.cleanup(rec.id)
     if spec.auto_remove:
         with contextlib.suppress(MoorageError):
-            svc.remove(rec.id, force=True)
+            svc.remove(rec.id, force=True, anonymous_volumes=True)
     elif spec.restart not in ("", "no"):
         _hand_over_restart(svc, rec.id)
     return code
@@ -502,13 +537,13 @@ def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
 
 @click.command("rm")
 @click.option("-f", "--force", is_flag=True, help="Force the removal of a running container.")
-@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes (none yet).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes.")
 @click.argument("containers", nargs=-1, required=True)
 @click.pass_context
 def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     svc = _service(ctx)
-    _each(containers, lambda c: svc.remove(c, force=force))
+    _each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
 
 
 @click.command("wait")
@@ -584,6 +619,26 @@ def _command_text(svc: Any, rec: Any) -> str:
         return str(" ".join(process_args(rec.spec, image_config)))
     except MoorageError:
         return ""
+
+
+def _ps_ports(svc: Any, rec: Any) -> str:
+    from moorage.engine.network.ports import ps_ports
+    from moorage.engine.network.service import exposed_ports
+
+    bound = svc.networks.bound_ports(rec.id) if rec.running else []
+    try:
+        config = svc.images.config(svc.image_of(rec)).get("config") or {}
+    except MoorageError:
+        config = {}
+    return ps_ports(bound, exposed_ports(rec.spec, config) if rec.running else [])
+
+
+def _ps_networks(svc: Any, rec: Any) -> str:
+    from moorage.engine.network import modes
+
+    if not modes.is_bridge_mode(rec.spec.network_mode):
+        return str(rec.spec.network_mode)
+    return ",".join(n.name for _, n in svc.networks.endpoints(rec.id))
 
 
 def _ps_match(svc: Any, rec: Any, filters: list[tuple[str, str]]) -> bool:
@@ -681,11 +736,11 @@ def ps_cmd(
             "RunningFor": since(rec.created, now),
             "Status": _status(rec, now),
             "State": rec.state,
-            "Ports": "",
+            "Ports": _ps_ports(svc, rec),
             "Names": rec.name,
             "Labels": ",".join(f"{k}={v}" for k, v in rec.spec.labels.items()),
             "Mounts": "",
-            "Networks": rec.spec.network_mode,
+            "Networks": _ps_networks(svc, rec),
         }
         if size:
             from moorage.store.snapshots import dir_usage
@@ -855,11 +910,23 @@ def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> Non
 @click.argument("private_port", required=False)
 @click.pass_context
 def port_cmd(ctx: click.Context, container: str, private_port: str | None) -> None:
-    """List port mappings for the container (none without the bridge network)."""
+    """List port mappings or a specific mapping for the container."""
     svc = _service(ctx)
-    svc.get(container)
+    rec = svc.get(container)
+    bound = sorted(svc.networks.bound_ports(rec.id),
+                   key=lambda p: (p["container_port"], p["proto"]))  # fmt: skip
     if private_port:
-        raise NotFound(f"No public port '{private_port}' published for {container}")
+        port, _, proto = private_port.partition("/")
+        proto = proto or "tcp"
+        found = [p for p in bound if str(p["container_port"]) == port and p["proto"] == proto]
+        if not found:
+            raise NotFound(f"No public port '{port}/{proto}' published for {container}")
+        for p in found:
+            click.echo(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
+        return
+    for p in bound:
+        click.echo(f"{p['container_port']}/{p['proto']} -> {p['host_ip'] or '0.0.0.0'}:"
+                   f"{p['host_port']}")  # fmt: skip
 
 
 @click.command("exec", context_settings={"allow_interspersed_args": False})

@@ -64,6 +64,7 @@ def to_yaml(doc: dict[str, Any]) -> str:
     def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
         # quote what our YAML 1.2 reading would take for a number, boolean or null
         # ("0o17"), which PyYAML's YAML 1.1 writer leaves plain
+        style: str | None
         if any(_escaped(c) for c in data):
             style = '"'  # control characters and Unicode line breaks (NEL, LS, PS) only
             # survive a round trip escaped

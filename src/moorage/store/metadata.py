@@ -118,6 +118,60 @@ MIGRATIONS: list[str] = [
         digest TEXT NOT NULL              -- sha256 hex of its content
     );
     """,
+    # 5: networks and the containers attached to them (an endpoint holds its address while
+    # the container runs; a static --ip or aliases stay with the attachment).
+    """
+    CREATE TABLE networks (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        driver TEXT NOT NULL DEFAULT 'bridge',
+        bridge TEXT NOT NULL UNIQUE,      -- the host bridge interface
+        subnet TEXT NOT NULL,             -- "10.89.3.0/24"
+        gateway TEXT NOT NULL,
+        ip_range TEXT NOT NULL DEFAULT '',
+        internal INTEGER NOT NULL DEFAULT 0,
+        dns INTEGER NOT NULL DEFAULT 1,   -- names through aardvark-dns (not on the default)
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL
+    );
+    CREATE TABLE endpoints (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id TEXT NOT NULL REFERENCES networks(id),
+        position INTEGER NOT NULL DEFAULT 0,  -- eth0, eth1, ...
+        static_ip TEXT NOT NULL DEFAULT '',
+        aliases TEXT NOT NULL DEFAULT '[]',
+        ip TEXT,                              -- set while the container runs
+        mac TEXT NOT NULL DEFAULT '',
+        ports TEXT NOT NULL DEFAULT '[]',     -- host ports bound while it runs
+        PRIMARY KEY (container_id, network_id),
+        UNIQUE (network_id, ip)
+    );
+    CREATE INDEX endpoints_network ON endpoints(network_id);
+    """,
+    # 6: volumes (local driver) and every container's mounts, resolved at create.
+    """
+    CREATE TABLE volumes (
+        name TEXT PRIMARY KEY,
+        driver TEXT NOT NULL DEFAULT 'local',
+        labels TEXT NOT NULL DEFAULT '{}',
+        options TEXT NOT NULL DEFAULT '{}',
+        anonymous INTEGER NOT NULL DEFAULT 0,
+        seeded INTEGER NOT NULL DEFAULT 0,    -- the image's content was copied in (copy-up)
+        created REAL NOT NULL
+    );
+    CREATE TABLE container_mounts (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        type TEXT NOT NULL,                   -- volume | bind | tmpfs
+        source TEXT NOT NULL DEFAULT '',      -- volume name or host path
+        destination TEXT NOT NULL,
+        rw INTEGER NOT NULL DEFAULT 1,
+        options TEXT NOT NULL DEFAULT '',     -- tmpfs options
+        PRIMARY KEY (container_id, position)
+    );
+    CREATE INDEX container_mounts_source ON container_mounts(type, source);
+    """,
 ]
 
 

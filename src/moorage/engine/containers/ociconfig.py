@@ -38,6 +38,9 @@ class Placement:
     hosts_file: Path
     resolv_file: Path
     init_binary: str | None = None
+    netns_path: str | None = None  # a namespace made beforehand (bridge networks, container:)
+    extra_env: tuple[str, ...] = ()  # before the container's own (legacy link variables)
+    extra_mounts: tuple[dict[str, Any], ...] = ()  # volumes, binds, --mount tmpfs
 
 
 def cgroup_v2() -> bool:
@@ -51,8 +54,13 @@ def process_args(spec: ContainerSpec, image_config: dict[str, Any]) -> list[str]
     )
 
 
-def environment(spec: ContainerSpec, image_config: dict[str, Any], hostname: str) -> list[str]:
-    env = merge_env(image_config.get("Env") or [], list(spec.env))
+def environment(
+    spec: ContainerSpec,
+    image_config: dict[str, Any],
+    hostname: str,
+    extra_env: tuple[str, ...] = (),
+) -> list[str]:
+    env = merge_env([*(image_config.get("Env") or []), *extra_env], list(spec.env))
     keys = {e.split("=", 1)[0] for e in env}
     if "PATH" not in keys:
         env.insert(0, f"PATH={DEFAULT_PATH}")
@@ -87,7 +95,7 @@ def generate(
         "terminal": spec.tty,
         "user": {"uid": uid, "gid": gid, "additionalGids": additional_gids},
         "args": args,
-        "env": environment(spec, image_config, hostname),
+        "env": environment(spec, image_config, hostname, place.extra_env),
         "cwd": workdir or "/",
         "capabilities": capabilities,
         "noNewPrivileges": security.no_new_privileges,
@@ -126,6 +134,7 @@ def generate(
     for dest, opts in spec.tmpfs.items():
         options = ["nosuid", "nodev", "noexec"] + [o for o in opts.split(",") if o]
         mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": options})
+    mounts += place.extra_mounts
     if spec.init and place.init_binary:
         mounts.append(
             {"destination": INIT_IN_CONTAINER, "type": "bind", "source": place.init_binary,
@@ -133,7 +142,9 @@ def generate(
         )  # fmt: skip
 
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
-    if spec.network_mode != "host":
+    if place.netns_path:
+        namespaces.append({"type": "network", "path": place.netns_path})
+    elif spec.network_mode != "host":
         namespaces.append({"type": "network"})
     if cgroup_v2():
         namespaces.append({"type": "cgroup"})

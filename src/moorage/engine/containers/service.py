@@ -4,6 +4,7 @@ containers; conmon runs each one, and ``moor container cleanup`` records how it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -13,8 +14,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, generate, process_args
@@ -35,6 +37,10 @@ from moorage.runtime.conmon import ConmonLayout, CreateFailed, read_pid, spawn
 from moorage.store import Store
 from moorage.store.locks import flocked
 from moorage.units import go_time
+
+if TYPE_CHECKING:
+    from moorage.engine.network.service import NetworkService
+    from moorage.engine.volumes.service import VolumeService
 
 INIT_BINARIES = ("/usr/bin/catatonit", "/usr/libexec/podman/catatonit", "/usr/bin/tini")
 
@@ -151,6 +157,18 @@ class ContainerService:
         )  # fmt: skip
         return overlay / "merged"
 
+    @cached_property
+    def volumes(self) -> VolumeService:
+        from moorage.engine.volumes.service import VolumeService
+
+        return VolumeService(self.store)
+
+    @cached_property
+    def networks(self) -> NetworkService:
+        from moorage.engine.network.service import NetworkService
+
+        return NetworkService(self.store)
+
     def runtime(self, rec: ContainerRecord) -> OCIRuntime:
         return get_runtime(rec.spec.runtime, self.store.runroot / "runtime")
 
@@ -242,6 +260,23 @@ class ContainerService:
         cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
+        self.networks.check_spec(spec)
+        mounts: list[Any] = []
+        made: list[str] = []
+        if spec.volumes or spec.mounts or spec.volumes_from or image_config.get("Volumes"):
+            mounts, made = self.volumes.prepare(self.volumes.requests(spec, image_config, self))
+        try:
+            return self._create(spec, image, cid, name, hostname, mounts)
+        except BaseException:
+            for vol in made:
+                with contextlib.suppress(MoorageError):
+                    self.volumes.remove(vol, force=True)
+            raise
+
+    def _create(
+        self, spec: ContainerSpec, image: Any, cid: str, name: str, hostname: str,
+        mounts: list[Any],
+    ) -> ContainerRecord:  # fmt: skip
         with self.store.adding():
             overlay = self.overlay(cid)
             for sub in ("diff", "work", "merged"):
@@ -257,6 +292,8 @@ class ContainerService:
                         (cid, name, str(image.id), spec.image, time.time(),
                          json.dumps({**spec.to_json(), "hostname": hostname, "name": name})),
                     )  # fmt: skip
+                    self.networks.record_endpoint(conn, cid, spec)
+                    self.volumes.record(conn, cid, mounts)
             except sqlite3.IntegrityError as e:
                 shutil.rmtree(overlay, ignore_errors=True)
                 shutil.rmtree(ud, ignore_errors=True)
@@ -369,6 +406,10 @@ class ContainerService:
         )
         if spec.init and place.init_binary is None:
             raise NotFound("--init needs catatonit or tini (apt-get install catatonit)")
+        extra_mounts = self.volumes.oci_mounts(rec.id, rootfs)
+        net = self.networks.setup(rec, image_config, self)  # hook: network before create
+        place = dataclasses.replace(place, netns_path=net.netns_path, extra_env=net.extra_env,
+                                    extra_mounts=tuple(extra_mounts))  # fmt: skip
         config = generate(
             spec, image_config, place, hostname=hostname, uid=uid, gid=gid,
             additional_gids=gids, workdir=workdir,
@@ -431,7 +472,7 @@ class ContainerService:
             with flocked(self.attached_lock(rec.id), exclusive=True, blocking=False) as free:
                 if not free:
                     return  # the attached moor reads the exit code, then removes it
-            self.remove(rec.id, force=True)
+            self.remove(rec.id, force=True, anonymous_volumes=True)
             return
         if restart and self._should_restart(rec):
             delay = min(0.1 * (2 ** min(rec.restart_count, 10)), 60.0)
@@ -464,6 +505,8 @@ class ContainerService:
                     runtime.delete(cid, force=True)
         with contextlib.suppress(MoorageError):
             unmount(self.rootfs(cid))
+        with contextlib.suppress(MoorageError, OSError):
+            self.networks.teardown(cid)  # hook: network teardown on exit, stop, rm
 
     def _should_restart(self, rec: ContainerRecord) -> bool:
         if rec.stopped_by_user:
@@ -534,7 +577,9 @@ class ContainerService:
             rec = found
         return rec.exit_code
 
-    def remove(self, ref: str, *, force: bool = False) -> ContainerRecord:
+    def remove(
+        self, ref: str, *, force: bool = False, anonymous_volumes: bool = False
+    ) -> ContainerRecord:
         rec = self.get(ref)
         if rec.running:
             if not force:
@@ -569,14 +614,19 @@ class ContainerService:
                 # created but never started (e.g. moor was killed mid-start): end its conmon
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rec.conmon_pid, signals.SIGKILL)
-            self._discard(rec.id)
+            self._discard(rec.id, anonymous_volumes=anonymous_volumes)
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
         return rec
 
-    def _discard(self, cid: str) -> None:
-        """Forget a container whose runtime state and mounts are gone (under its lock)."""
+    def _discard(self, cid: str, *, anonymous_volumes: bool = False) -> None:
+        """Forget a container whose runtime state and mounts are gone (under its lock);
+        with ``anonymous_volumes`` (``rm -v``, ``--rm``), its anonymous volumes too."""
+        anonymous = self.volumes.anonymous_of(cid) if anonymous_volumes else []
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        for vol in anonymous:
+            with contextlib.suppress(MoorageError):
+                self.volumes.remove(vol)
         shutil.rmtree(self.overlay(cid), ignore_errors=True)
         shutil.rmtree(self.userdata(cid), ignore_errors=True)
 
@@ -629,7 +679,7 @@ class ContainerService:
                     proc.wait()
                 with self.locked(rec.id):
                     self._teardown_runtime(rec.id)  # runc run left no state: the rootfs etc.
-                    self._discard(rec.id)
+                    self._discard(rec.id, anonymous_volumes=True)
                 shutil.rmtree(layout.run_dir, ignore_errors=True)
         return code if code >= 0 else 128 - code
 
@@ -843,10 +893,9 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": {
-            "Binds": None,
+            "Binds": list(spec.volumes) or None,
             "LogConfig": {"Type": "k8s-file", "Config": _log_config(spec)},
-            "NetworkMode": spec.network_mode,
-            "PortBindings": {},
+            **_network_host_config(spec),
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},
             "AutoRemove": spec.auto_remove,
             "CapAdd": list(spec.cap_add) or None,
@@ -876,7 +925,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             },
             "Name": "overlay",
         },
-        "Mounts": [],
+        "Mounts": svc.volumes.inspect_mounts(rec.id),
         "Config": {
             "Hostname": hostname,
             "Domainname": "",
@@ -899,14 +948,36 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "StopSignal": spec.stop_signal or "SIGTERM",
             **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
         },
-        "NetworkSettings": {
-            "Bridge": "",
-            "SandboxID": "",
-            "Ports": {},
-            "IPAddress": "",
-            "Networks": {spec.network_mode: {}},
-        },
+        "NetworkSettings": svc.networks.settings(rec, image_config),
     }
+
+
+def _network_host_config(spec: ContainerSpec) -> dict[str, Any]:
+    from moorage.engine.network.ports import parse_publish
+
+    bindings: dict[str, Any] = {}
+    for p in spec.publish:
+        for b in parse_publish(p):
+            port = str(b.host_port) if b.host_port else ""
+            if b.host_port_end:
+                port += f"-{b.host_port_end}"
+            bindings.setdefault(b.key, []).append({"HostIp": b.host_ip, "HostPort": port})
+    return {
+        "NetworkMode": spec.network_mode,
+        "PortBindings": bindings,
+        "PublishAllPorts": spec.publish_all,
+        "Dns": list(spec.dns),
+        "DnsOptions": list(spec.dns_options),
+        "DnsSearch": list(spec.dns_search),
+        "ExtraHosts": list(spec.extra_hosts) or None,
+        "Links": [f"/{n}:/{spec.name}/{a}" for n, a in map(_link_pair, spec.links)] or None,
+    }
+
+
+def _link_pair(link: str) -> tuple[str, str]:
+    from moorage.engine.network.modes import parse_link
+
+    return parse_link(link)
 
 
 def _log_config(spec: ContainerSpec) -> dict[str, str]:

@@ -12,8 +12,10 @@ from moorage.engine.containers.security import parse_security_opts
 from moorage.errors import InvalidArgument
 
 _NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-NETWORK_MODES = ("none", "host")
+NETWORK_MODES = ("none", "host", "bridge")  # or "container:NAME", or a network's name
 RUNTIMES = ("runc", "crun")
+NETWORK_TUPLES = ("network_aliases", "dns", "dns_search", "dns_options", "extra_hosts", "links",
+                  "publish", "expose", "volumes", "mounts", "volumes_from")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,20 @@ class ContainerSpec:
     sysctls: dict[str, str] = field(default_factory=dict)
     stop_signal: str | None = None
     stop_timeout: int | None = None
-    network_mode: str = "none"
+    network_mode: str = "bridge"
+    network_aliases: tuple[str, ...] = ()
+    ip: str = ""
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    publish_all: bool = False
+    expose: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()  # -v
+    mounts: tuple[str, ...] = ()  # --mount
+    volumes_from: tuple[str, ...] = ()
     restart: str = "no"
     auto_remove: bool = False
     log_opts: tuple[str, ...] = ()
@@ -70,10 +85,9 @@ class ContainerSpec:
                 f"the working directory '{self.workdir}' is invalid, it needs to be an "
                 "absolute path"
             )
-        if self.network_mode not in NETWORK_MODES:
-            raise InvalidArgument(
-                f"network mode {self.network_mode!r} is not supported yet: use none or host"
-            )
+        from moorage.engine.network.modes import validate_network_options
+
+        validate_network_options(self)
         if self.runtime not in RUNTIMES:
             raise InvalidArgument(f"unknown or invalid runtime name: {self.runtime}")
         policy, _ = parse_restart(self.restart)
@@ -108,7 +122,8 @@ class ContainerSpec:
     def from_json(cls, doc: dict[str, Any]) -> ContainerSpec:
         doc = dict(doc)
         doc["resources"] = Resources(**doc.get("resources") or {})
-        for key in ("args", "env", "group_add", "cap_add", "cap_drop", "security_opt", "log_opts"):
+        for key in ("args", "env", "group_add", "cap_add", "cap_drop", "security_opt", "log_opts",
+                    *NETWORK_TUPLES):  # fmt: skip
             doc[key] = tuple(doc.get(key) or ())
         doc["ulimits"] = tuple(tuple(u) for u in doc.get("ulimits") or ())
         return cls(**doc)

@@ -1,0 +1,86 @@
+"""Names on user-defined networks: aardvark-dns, one per run root, answering on each DNS
+network's gateway address. Each network is a file in its config directory (first line: the
+addresses to listen on; then ``<container id> <ipv4s> <ipv6s> <names>``); SIGHUP makes it
+reload, and it exits by itself when no file is left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+AARDVARK = ("/usr/lib/podman/aardvark-dns", "/usr/libexec/podman/aardvark-dns")
+
+
+@dataclass(frozen=True)
+class DnsEntry:
+    container_id: str
+    ip: str
+    names: tuple[str, ...]
+
+
+def binary() -> str | None:
+    return next((p for p in AARDVARK if os.access(p, os.X_OK)), None)
+
+
+class Aardvark:
+    def __init__(self, config_dir: Path) -> None:
+        self.dir = config_dir
+
+    def write(self, network: str, gateway: str, entries: Iterable[DnsEntry]) -> None:
+        """Replace the network's file (atomically: aardvark may be reading it)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lines = [gateway]
+        lines += [f"{e.container_id} {e.ip}  {','.join(e.names)}" for e in entries]
+        tmp = self.dir / f".{network}.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, self.dir / network)
+
+    def remove(self, network: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / network).unlink()
+
+    def pid(self) -> int:
+        try:
+            pid = int((self.dir / "aardvark.pid").read_text().strip())
+        except (OSError, ValueError):
+            return 0
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"aardvark" not in f.read():
+                    return 0
+        except OSError:
+            return 0
+        return pid
+
+    def reload(self) -> None:
+        """Make aardvark see the current files: SIGHUP it, or start it if it is not
+        running and there is a network to serve."""
+        pid = self.pid()
+        networks = [p for p in self.dir.glob("*") if p.is_file() and not p.name.startswith(".")
+                    and p.name != "aardvark.pid"]  # fmt: skip
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM if not networks else signal.SIGHUP)
+                return
+        if not networks:
+            return
+        exe = binary()
+        if exe is None:
+            return  # no DNS: names still work through links and /etc/hosts
+        # it daemonizes itself and writes aardvark.pid in the config directory
+        subprocess.run(
+            [exe, "--config", str(self.dir), "-p", "53", "run"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False, timeout=10,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
