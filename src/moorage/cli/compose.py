@@ -326,13 +326,13 @@ def create_cmd(
 @compose_group.command("down")
 @click.option("--remove-orphans", is_flag=True, help="Remove containers of removed services.")
 @click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
-@click.option("-v", "--volumes", is_flag=True, help="Remove named volumes (none yet).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove the project's named volumes.")
 @click.option("--rmi", type=click.Choice(["local", "all"]), default=None, help="Remove images.")
 @click.pass_context
 def down_cmd(
     ctx: click.Context, remove_orphans: bool, timeout: int | None, volumes: bool, rmi: str | None
 ) -> None:
-    """Stop and remove containers (and, later, networks and volumes)."""
+    """Stop and remove containers and networks (-v: named volumes too)."""
     from moorage.compose import runner
     from moorage.errors import Unsupported
 
@@ -345,6 +345,7 @@ def down_cmd(
         remove_orphans=remove_orphans,
         timeout=timeout,
         progress=_progress,
+        volumes=volumes,
     )
 
 

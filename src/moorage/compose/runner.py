@@ -27,7 +27,7 @@ from moorage.compose.plan import (
     PlanOptions,
     plan,
 )
-from moorage.compose.translate import container_spec, image_name
+from moorage.compose.translate import container_spec, image_name, service_networks
 from moorage.errors import MoorageError, NotFound, Unsupported
 
 if TYPE_CHECKING:
@@ -128,6 +128,7 @@ def up(
                 "renamed this service in your compose file, you can run this command with the "
                 "--remove-orphans flag to clean it up."
             )
+    provision(project, svc, chosen, progress)
     lock = threading.Lock()
 
     def locked(line: str) -> None:
@@ -195,6 +196,12 @@ def _converge(
             if action.kind == CREATE:
                 progress(f" Container {spec.name}  Creating")
             rec = svc.create(spec)
+            if not service.network_mode:  # the service's further networks
+                for net_name, cfg in service_networks(project, service)[1:]:
+                    svc.networks.connect(
+                        net_name, rec, svc, aliases=(service.name, *cfg.aliases),
+                        ip=cfg.ipv4_address,
+                    )  # fmt: skip
             done = "Recreated" if action.kind == RECREATE else "Created"
             progress(f" Container {spec.name}  {done}")
             if start:
@@ -214,6 +221,72 @@ def _converge(
             progress(f" Container {action.name}  Started")
         else:
             progress(f" Container {action.name}  Running")
+
+
+NETWORK_LABEL = "com.docker.compose.network"
+VOLUME_LABEL = "com.docker.compose.volume"
+
+
+def provision(
+    project: Project, svc: ContainerService, services: Sequence[str], progress: Progress
+) -> None:
+    """Create the project networks and named volumes that ``services`` use, as docker
+    compose does (labelled with the project and their key); external ones must exist."""
+    for key, net in project.networks.items():
+        used = any(
+            not project.services[n].network_mode and key in project.services[n].networks
+            for n in services
+        )
+        if not used or svc.networks.find(net.name) is not None:
+            continue
+        if net.external:
+            raise NotFound(f"network {net.name} declared as external, but could not be found")
+        ipam = (net.ipam.get("config") or [{}])[0] if isinstance(net.ipam, dict) else {}
+        progress(f" Network {net.name}  Creating")
+        svc.networks.create(
+            net.name,
+            subnet=str(ipam.get("subnet", "")),
+            gateway=str(ipam.get("gateway", "")),
+            ip_range=str(ipam.get("ip_range", "")),
+            internal=net.internal,
+            labels={**net.labels, L.PROJECT: project.name, NETWORK_LABEL: key},
+        )
+        progress(f" Network {net.name}  Created")
+    wanted = {m.source for n in services for m in project.services[n].volumes
+              if m.type == "volume" and m.source}  # fmt: skip
+    for key in sorted(wanted):
+        vol = project.volumes.get(key)
+        name = vol.name if vol else f"{project.name}_{key}"
+        if svc.volumes.find(name) is not None:
+            continue
+        if vol is not None and vol.external:
+            raise NotFound(f"external volume {name!r} not found")
+        progress(f" Volume {name}  Creating")
+        svc.volumes.create(
+            name,
+            labels={**(vol.labels if vol else {}), L.PROJECT: project.name, VOLUME_LABEL: key},
+            options=dict(vol.driver_opts) if vol else None,
+        )
+        progress(f" Volume {name}  Created")
+
+
+def remove_provisioned(
+    project: Project, svc: ContainerService, *, volumes: bool, progress: Progress
+) -> None:
+    """``down``: the project's networks (and with ``volumes`` its named volumes)."""
+    for net in svc.networks.ls():
+        if net.labels.get(L.PROJECT) == project.name and NETWORK_LABEL in net.labels:
+            progress(f" Network {net.name}  Removing")
+            with contextlib.suppress(MoorageError):
+                svc.networks.remove(net.name)
+                progress(f" Network {net.name}  Removed")
+    if volumes:
+        for vol in svc.volumes.ls():
+            if vol.labels.get(L.PROJECT) == project.name and VOLUME_LABEL in vol.labels:
+                progress(f" Volume {vol.name}  Removing")
+                with contextlib.suppress(MoorageError):
+                    svc.volumes.remove(vol.name)
+                    progress(f" Volume {vol.name}  Removed")
 
 
 def plan_levels(project: Project, options: PlanOptions) -> list[list[str]]:
@@ -265,8 +338,10 @@ def down(
     remove_orphans: bool = False,
     timeout: int | None = None,
     progress: Progress = _ignore,
+    volumes: bool = False,
 ) -> None:
-    """Stop and remove the project's containers (orphans too with ``remove_orphans``)."""
+    """Stop and remove the project's containers (orphans too with ``remove_orphans``), then
+    its networks, and with ``volumes`` its named volumes."""
     known = {*project.services, *project.disabled}
     records = [
         r
@@ -275,6 +350,7 @@ def down(
     ]
     for rec in _stop_order(project, records):
         _remove(svc, rec.id, rec.name, timeout, progress)
+    remove_provisioned(project, svc, volumes=volumes, progress=progress)
 
 
 def stop(

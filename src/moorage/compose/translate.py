@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from moorage.compose import labels as L
-from moorage.compose.model import Project, Service
+from moorage.compose.model import Project, Service, ServiceNetwork
 from moorage.engine.containers.spec import ContainerSpec, Resources
 from moorage.errors import Unsupported
 
@@ -78,28 +78,86 @@ def _tmpfs(service: Service) -> dict[str, str]:
     return out
 
 
-def networking_and_storage(project: Project, service: Service) -> dict[str, Any]:
-    """The spec fields for the service's network, published ports and mounts.
+def service_networks(project: Project, service: Service) -> list[tuple[str, ServiceNetwork]]:
+    """The networks (full names) a service's containers join, the first one at create,
+    in compose's order: by priority, then by key."""
+    keys = sorted(service.networks, key=lambda k: (-service.networks[k].priority, k))
+    out = []
+    for key in keys:
+        net = project.networks.get(key)
+        out.append((net.name if net else f"{project.name}_{key}", service.networks[key]))
+    return out
 
-    Today the engine has ``none`` and ``host`` networking and no volumes: the rest is
-    refused with a clear message. To complete when bridge networks, published ports and
-    volumes land: the project network ``<project>_<key>`` (aliases, ipv4_address), ``ports``
-    (Port records), named volumes ``<project>_<key>`` and bind mounts (Mount records),
-    ``links``, ``volumes_from`` and ``expose``.
-    """
+
+def _container_of(project: Project, ref: str) -> str:
+    """``service`` (its first container) or ``container:NAME`` as a container name."""
+    if ref.startswith("container:"):
+        return ref.removeprefix("container:")
+    ref = ref.removeprefix("service:")
+    if ref in project.services:
+        return L.container_name(project, project.services[ref], 1)
+    return ref
+
+
+def networking_and_storage(project: Project, service: Service) -> dict[str, Any]:
+    """The spec fields for the service's network, published ports and mounts: the project
+    network ``<project>_<key>`` (aliases: the service name and its own; ipv4_address),
+    ``ports``, named volumes ``<project>_<key>`` and bind mounts, ``links``,
+    ``volumes_from`` and ``expose``. Further networks are joined after create
+    (:func:`service_networks`)."""
+    out: dict[str, Any] = {}
     mode = service.network_mode
-    if mode not in ("none", "host"):
-        wanted = f"network_mode {mode!r}" if mode else "a project network"
-        raise Unsupported(
-            f'service "{service.name}" needs {wanted}; moor compose can run only services with '
-            "network_mode: none or host until bridge networks are supported"
-        )
-    if service.ports and mode != "host":
-        raise Unsupported(f'service "{service.name}": published ports are not supported yet')
-    mounts = [m for m in service.volumes if m.type != "tmpfs"]
-    if mounts or service.volumes_from:
-        raise Unsupported(f'service "{service.name}": volumes are not supported yet')
-    return {"network_mode": mode}
+    if mode:
+        if mode.startswith(("service:", "container:")):
+            mode = "container:" + _container_of(project, mode)
+        out["network_mode"] = mode
+    else:
+        nets = service_networks(project, service)
+        if nets:
+            name, cfg = nets[0]
+            out["network_mode"] = name
+            out["network_aliases"] = (service.name, *cfg.aliases)
+            out["ip"] = cfg.ipv4_address
+    publish = []
+    for port in service.ports:
+        proto = f"/{port.protocol}" if port.protocol and port.protocol != "tcp" else ""
+        if port.host_ip:
+            publish.append(f"{port.host_ip}:{port.published or ''}:{port.target}{proto}")
+        elif port.published:
+            publish.append(f"{port.published}:{port.target}{proto}")
+        else:
+            publish.append(f"{port.target}{proto}")
+    out["publish"] = tuple(publish)
+    out["expose"] = tuple(service.expose)
+    links = []
+    for link in service.links:
+        target, _, alias = link.partition(":")
+        links.append(f"{_container_of(project, target)}:{alias or target}")
+    out["links"] = (*links, *service.external_links)
+    mounts = []
+    for m in service.volumes:
+        if m.type == "tmpfs":
+            continue  # in the spec's tmpfs (see _tmpfs)
+        ro = ",readonly" if m.read_only else ""
+        if m.type == "volume":
+            vol = project.volumes.get(m.source) if m.source else None
+            source = vol.name if vol else (f"{project.name}_{m.source}" if m.source else "")
+            nocopy = ",volume-nocopy" if m.nocopy else ""
+            src = f"source={source}," if source else ""
+            mounts.append(f"type=volume,{src}target={m.target}{ro}{nocopy}")
+        elif m.type == "bind":
+            mounts.append(f"type=bind,source={m.source},target={m.target}{ro}")
+        else:
+            raise Unsupported(
+                f'service "{service.name}": volumes of type {m.type} are not supported'
+            )
+    out["mounts"] = tuple(mounts)
+    out["volumes_from"] = tuple(
+        _container_of(project, ref.rsplit(":", 1)[0] if ref.endswith((":ro", ":rw")) else ref)
+        + (ref[-3:] if ref.endswith((":ro", ":rw")) else "")
+        for ref in service.volumes_from
+    )
+    return out
 
 
 def container_spec(
