@@ -49,6 +49,9 @@ TOP_LEVEL: dict[str, str] = {
     "info": "moorage.cli.system:info_cmd",
     "version": "moorage.cli.system:version_cmd",
     "system": "moorage.cli.system:system_group",
+    "events": "moorage.cli.ops:events_cmd",
+    "stats": "moorage.cli.ops:stats_cmd",
+    "healthcheck": "moorage.cli.ops:healthcheck_group",
 }
 
 

@@ -22,6 +22,7 @@ from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop
 from moorage.engine.containers.rootfs import mount_overlay, unmount
 from moorage.engine.containers.spec import ContainerSpec
 from moorage.engine.containers.users import resolve_user
+from moorage.engine.events import container_event
 from moorage.engine.images import ImageRecord, ImageService
 from moorage.errors import (
     AlreadyExists,
@@ -265,6 +266,7 @@ class ContainerService:
                     f'"{holder.id if holder else "?"}". You have to remove (or rename) that '
                     "container to be able to reuse that name."
                 ) from None
+        container_event(self.store, self._reload(cid), "create")
         return self._reload(cid)
 
     def _free_name(self) -> str:
@@ -313,6 +315,7 @@ class ContainerService:
             except BaseException:
                 self._teardown_runtime(rec.id)
                 raise
+        container_event(self.store, rec, "start")
         return self._reload(rec.id)
 
     def _start_locked(self, rec: ContainerRecord, attach: Any) -> None:
@@ -451,6 +454,7 @@ class ContainerService:
     def _finish(self, cid: str, code: int, finished: float) -> None:
         self._teardown_runtime(cid)
         self._update(cid, state="exited", exit_code=code, finished_at=finished, pid=0)
+        container_event(self.store, self._reload(cid), "die", exitCode=str(code))
 
     def _teardown_runtime(self, cid: str) -> None:
         rec = self._find_raw(cid)
@@ -481,6 +485,7 @@ class ContainerService:
         sig = signal if isinstance(signal, int) else parse_stop_signal(signal)
         with contextlib.suppress(RuntimeFailure):
             self.runtime(rec).kill(rec.id, sig)
+        container_event(self.store, rec, "kill", signal=str(sig))
         return rec
 
     def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
@@ -502,6 +507,7 @@ class ContainerService:
                 runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
             self._wait_exit(rec, 10)
         self.cleanup(rec.id)
+        container_event(self.store, rec, "stop")
         return self._find_raw(rec.id) or rec  # a --rm container is gone by now
 
     def _wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
@@ -562,6 +568,8 @@ class ContainerService:
                     self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
                 self._wait_exit(rec, 10)
             self._teardown_runtime(rec.id)
+            if rec.running:  # ended here, not through cleanup: say so as cleanup would
+                container_event(self.store, rec, "die", exitCode=self._exit_code_of(rec.id))
             if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):
                 # created but never started (e.g. moor was killed mid-start): end its conmon
                 with contextlib.suppress(ProcessLookupError):
@@ -570,10 +578,19 @@ class ContainerService:
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
         return rec
 
+    def _exit_code_of(self, cid: str) -> str:
+        try:
+            return self.layout(cid).exit_file(cid).read_text().strip() or "0"
+        except FileNotFoundError:
+            return "137"
+
     def _discard(self, cid: str) -> None:
         """Forget a container whose runtime state and mounts are gone (under its lock)."""
+        gone = self._find_raw(cid)
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        if gone is not None:
+            container_event(self.store, gone, "destroy")
         shutil.rmtree(self.overlay(cid), ignore_errors=True)
         shutil.rmtree(self.userdata(cid), ignore_errors=True)
 
@@ -608,6 +625,7 @@ class ContainerService:
                         rec.id, state="running", conmon_pid=proc.pid, started_at=time.time(),
                         exit_code=0, stopped_by_user=0, error="",
                     )  # fmt: skip
+                container_event(self.store, rec, "start")
 
                 def send(signum: int) -> None:
                     with contextlib.suppress(ProcessLookupError):
@@ -619,6 +637,7 @@ class ContainerService:
                 failure = _runtime_error(runtime_log) if code != 0 else None
                 if failure:
                     code = _classify(failure).exit_code
+                container_event(self.store, rec, "die", exitCode=str(_status(code)))
             finally:
                 if proc is not None and proc.poll() is None:  # we failed, not the container
                     with contextlib.suppress(RuntimeFailure):
@@ -629,7 +648,7 @@ class ContainerService:
                         unmount(self.rootfs(rec.id))
                     self._discard(rec.id)
                 shutil.rmtree(layout.run_dir, ignore_errors=True)
-        return code if code >= 0 else 128 - code
+        return _status(code)
 
     def rename(self, ref: str, new_name: str) -> None:
         rec = self.get(ref)
@@ -642,6 +661,7 @@ class ContainerService:
                 f'Error when allocating new name: Conflict. The container name "/{new_name}" '
                 "is already in use"
             ) from None
+        container_event(self.store, self._reload(rec.id), "rename", oldName="/" + rec.name)
 
     def pause(self, ref: str) -> None:
         rec = self.get(ref)
@@ -649,6 +669,7 @@ class ContainerService:
             raise Conflict(f"Container {rec.id} is not running")
         self.runtime(rec).pause(rec.id)
         self._update(rec.id, state="paused")
+        container_event(self.store, rec, "pause")
 
     def unpause(self, ref: str) -> None:
         rec = self.get(ref)
@@ -656,6 +677,7 @@ class ContainerService:
             raise Conflict(f"Container {rec.id} is not paused")
         self.runtime(rec).resume(rec.id)
         self._update(rec.id, state="running")
+        container_event(self.store, rec, "unpause")
 
     def prune(self) -> list[str]:
         removed = []
@@ -670,6 +692,11 @@ class ContainerService:
 
     def image_of(self, rec: ContainerRecord) -> ImageRecord:
         return self.images.get(_digest(rec.image_id))
+
+
+def _status(code: int) -> int:
+    """A Popen return code as a shell's status (128+N for signal N)."""
+    return code if code >= 0 else 128 - code
 
 
 def _digest(image_id: str) -> Any:

@@ -225,6 +225,7 @@ class ImageService:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {target}")
         with self.store.db.transaction() as conn:
             set_tag(conn, str(ref.with_default_tag()), rec.id, time.time())
+        _event(self.store, "tag", str(rec.id), familiar(str(ref.with_default_tag())))
         return self.get(rec.id)
 
     def remove(self, name: str, *, force: bool = False, collect: bool = True) -> list[RemoveEvent]:
@@ -244,6 +245,7 @@ class ImageService:
             users = self.containers_using(rec.id)
             if by_tag is not None and len(rec.tags) > 1:
                 conn.execute("DELETE FROM tags WHERE name = ?", (by_tag,))
+                _event(self.store, "untag", str(rec.id), familiar(by_tag))
                 return [RemoveEvent("untagged", familiar(by_tag))]
             if users and not force:
                 if by_tag is not None:
@@ -272,6 +274,10 @@ class ImageService:
                 return events
             conn.execute("DELETE FROM images WHERE id = ?", (str(rec.id),))
             events.append(RemoveEvent("deleted", str(rec.id)))
+        for ev in events:
+            _event(
+                self.store, "untag" if ev.kind == "untagged" else "delete", str(rec.id), ev.value
+            )
         if collect:
             self.collect_garbage(blocking=False)
         return events
@@ -486,3 +492,9 @@ def _docker_config(c: dict[str, Any]) -> dict[str, Any]:
         **({"StopSignal": c["StopSignal"]} if c.get("StopSignal") else {}),
         **({"Shell": c["Shell"]} if c.get("Shell") else {}),
     }
+
+
+def _event(store: Store, action: str, image_id: str, name: str) -> None:
+    from moorage.engine.events import record_event
+
+    record_event(store, "image", action, image_id, {"name": name})

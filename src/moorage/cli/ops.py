@@ -1,0 +1,98 @@
+"""Operating commands: events, stats, healthcheck, system boot and the health supervisor."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from moorage.cli.common import engine, parse_filters
+from moorage.errors import InvalidArgument
+
+
+def _service(ctx: click.Context) -> Any:
+    from moorage.engine.containers.service import ContainerService
+
+    eng = engine(ctx)
+    return ContainerService(eng.store, eng.images)
+
+
+# ---- events -------------------------------------------------------------------------------
+
+
+@click.command("events")
+@click.option("--since", default=None, help="Show all events created since timestamp.")
+@click.option("--until", default=None, help="Stream events until this timestamp.")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, help="Filter output based on conditions provided."
+)
+@click.option("--format", "fmt", default=None, help="Format: json or a Go template.")
+@click.pass_context
+def events_cmd(
+    ctx: click.Context, since: str | None, until: str | None, filters: tuple[str, ...],
+    fmt: str | None,
+) -> None:  # fmt: skip
+    """Get real time events from moorage (past ones with --since; stops at --until)."""
+    from moorage.engine import events as ev
+    from moorage.engine.containers.logs import parse_since, parse_until
+
+    wanted: dict[str, list[str]] = {}
+    for key, value in parse_filters(filters):
+        if key not in ev.FILTER_KEYS:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        wanted.setdefault(key, []).append(value)
+    now = time.time()
+    since_ns = int(parse_since(since, now) * 1e9) if since else None
+    until_ns = int(parse_until(until, now) * 1e9) if until else None
+    if since_ns is not None and until_ns is not None and until_ns < since_ns:
+        raise InvalidArgument("`--since` time must be before `--until` time")
+    template = None
+    if fmt and fmt.strip() != "json":
+        from moorage.format import Template
+
+        template = Template(fmt.replace("\\t", "\t").replace("\\n", "\n"))
+    from moorage.format import to_json
+
+    store = engine(ctx).store
+    out = sys.stdout
+    import signal
+
+    # ended by a signal: unwind, so the follower's socket is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        for event in ev.stream(store.db.conn, store.runroot, since_ns=since_ns, until_ns=until_ns):
+            if not ev.matches(event, wanted):
+                continue
+            if template is not None:
+                line = template.render(event.to_json())
+            elif fmt:
+                line = to_json(event.to_json())
+            else:
+                line = event.line()
+            out.write(line + "\n")
+            out.flush()
+    except KeyboardInterrupt:
+        return
+
+
+@click.command("boot")
+@click.pass_context
+def boot_cmd(ctx: click.Context) -> None:
+    """Start the containers a host restart stopped: `always`, and `unless-stopped` ones not
+    stopped by a user (what contrib/moorage-boot.service runs)."""
+    from moorage.engine.supervisor import boot
+
+    for line in boot(_service(ctx)):
+        click.echo(line)
+
+
+@click.command("supervisor", hidden=True)
+@click.pass_context
+def supervisor_cmd(ctx: click.Context) -> None:
+    """Run the health-check supervisor in the foreground (normally started on demand)."""
+    from moorage.engine.supervisor import main
+
+    eng = engine(ctx)
+    sys.exit(main(eng.root, eng.runroot))
