@@ -130,10 +130,25 @@ def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--runtime", default="runc", help="Runtime to use for this container (runc, crun)."
         ),
+        *_health_options(),
     ]
     for opt in reversed(options):
         f = opt(f)
     return f
+
+
+def _health_options() -> list[Callable[..., Any]]:
+    return [
+        click.option("--health-cmd", default=None, help="Command to run to check health."),
+        click.option("--health-interval", default=None, help="Time between running the check."),
+        click.option("--health-timeout", default=None, help="Maximum time to allow one check."),
+        click.option("--health-retries", type=int, default=None,
+                     help="Consecutive failures needed to report unhealthy."),
+        click.option("--health-start-period", default=None,
+                     help="Start period for the container to initialize before failures count."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified "
+                     "HEALTHCHECK."),
+    ]  # fmt: skip
 
 
 def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
@@ -184,7 +199,14 @@ def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
         auto_remove=o["auto_remove"],
         log_opts=o["log_opt"],
         runtime=o["runtime"],
+        healthcheck=_health_config(o),
     )
+
+
+def _health_config(o: dict[str, Any]) -> Any:
+    from moorage.engine.health import from_options
+
+    return from_options(o)
 
 
 def _absolute_seccomp(opt: str) -> str:
@@ -508,6 +530,18 @@ def _status(rec: Any, now: float) -> str:
     return str(rec.state).capitalize()
 
 
+def _health_status(svc: Any, rec: Any) -> str:
+    from moorage.engine.health import status
+
+    return status(svc.store.db.conn, rec)
+
+
+def _health_suffix(svc: Any, rec: Any) -> str:
+    from moorage.engine.health import ps_suffix
+
+    return ps_suffix(svc.store.db.conn, rec)
+
+
 def _command_text(svc: Any, rec: Any) -> str:
     from moorage.engine.containers.ociconfig import process_args
 
@@ -552,6 +586,11 @@ def _ps_match(svc: Any, rec: Any, filters: list[tuple[str, str]]) -> bool:
             except MoorageError:
                 return False
             if str(img.id) != rec.image_id:
+                return False
+        elif key == "health":
+            if value not in ("starting", "healthy", "unhealthy", "none"):
+                raise InvalidArgument(f"Unrecognised filter value for health: {value}")
+            if _health_status(svc, rec) != value:
                 return False
         elif key == "exited":
             if rec.state != "exited" or str(rec.exit_code) != value:
@@ -611,7 +650,7 @@ def ps_cmd(
             "Command": quoted,
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec.created)),
             "RunningFor": since(rec.created, now),
-            "Status": _status(rec, now),
+            "Status": _status(rec, now) + _health_suffix(svc, rec),
             "State": rec.state,
             "Ports": "",
             "Names": rec.name,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from moorage.cli.common import engine, parse_filters
+from moorage.cli.common import engine, error, parse_filters
 from moorage.errors import InvalidArgument
 
 
@@ -96,3 +96,46 @@ def supervisor_cmd(ctx: click.Context) -> None:
 
     eng = engine(ctx)
     sys.exit(main(eng.root, eng.runroot))
+
+
+# ---- healthcheck --------------------------------------------------------------------------
+
+
+@click.group("healthcheck")
+def healthcheck_group() -> None:
+    """Manage health checks on containers."""
+
+
+@healthcheck_group.command("run")
+@click.argument("container")
+@click.pass_context
+def healthcheck_run_cmd(ctx: click.Context, container: str) -> None:
+    """Run the health check of a container once: exit 0 if it passed, 1 if it failed."""
+    from moorage.engine import health
+    from moorage.engine.events import container_event
+    from moorage.errors import Conflict, MoorageError
+
+    svc = _service(ctx)
+    try:  # as podman: 125 when the check could not be run at all
+        rec = svc.get(container)
+        cfg = health.effective(rec.spec.healthcheck)
+        if cfg is None:
+            raise Conflict(f"container {rec.name} has no defined healthcheck")
+        if rec.state != "running":
+            raise Conflict(f"container {rec.name} is not running")
+        layout = svc.layout(rec.id)
+        health.write_probe_process(layout.bundle, layout.run_dir, cfg)
+        runtime = svc.runtime(rec)
+        args = runtime.global_args()
+        result = health.run_probe(runtime.path, args, rec.id, layout.run_dir, cfg)
+    except MoorageError as e:
+        error(str(e))
+        sys.exit(125)
+    with svc.store.db.transaction() as conn:
+        before, after = health.apply_result(conn, rec.id, cfg, rec.started_at, result)
+    if before != after:
+        container_event(svc.store, rec, f"health_status: {after}")
+    if result["ExitCode"] != 0:
+        click.echo("unhealthy")
+        sys.exit(1)
+    click.echo("healthy")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moorage.engine import health
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
 from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop_signal
@@ -221,6 +222,7 @@ class ContainerService:
                 if st is not None and st.get("status") == "running":
                     self._update(rec.id, state="running", started_at=time.time())
                     return self._find_raw(rec.id)
+            health.watch(self, rec)
             return rec  # conmon still watches it: its exit file will tell
         if rec.state in ("running", "paused") and not _alive(rec.pid):
             # ended while nobody watched (conmon was killed): the code is unknown
@@ -237,6 +239,9 @@ class ContainerService:
         process_args(spec, image_config)  # fails early with "no command specified"
         if spec.stop_signal is None and image_config.get("StopSignal"):
             spec = _replace(spec, stop_signal=image_config["StopSignal"])
+        spec = _replace(
+            spec, healthcheck=health.merge(image_config.get("Healthcheck"), spec.healthcheck)
+        )
         cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
@@ -316,6 +321,7 @@ class ContainerService:
                 self._teardown_runtime(rec.id)
                 raise
         container_event(self.store, rec, "start")
+        health.on_start(self, self._reload(rec.id))
         return self._reload(rec.id)
 
     def _start_locked(self, rec: ContainerRecord, attach: Any) -> None:
@@ -852,6 +858,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "Error": rec.error,
             "StartedAt": go_time(rec.started_at),
             "FinishedAt": go_time(rec.finished_at),
+            **_health(svc, rec),
         },
         "Image": rec.image_id,
         "ResolvConfPath": str(svc.userdata(rec.id) / "resolv.conf"),
@@ -922,6 +929,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "Labels": {**(image_config.get("Labels") or {}), **spec.labels},
             "StopSignal": spec.stop_signal or "SIGTERM",
             **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
+            **({"Healthcheck": spec.healthcheck} if spec.healthcheck else {}),
         },
         "NetworkSettings": {
             "Bridge": "",
@@ -931,6 +939,13 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "Networks": {spec.network_mode: {}},
         },
     }
+
+
+def _health(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
+    if health.effective(rec.spec.healthcheck) is None:
+        return {}
+    return {"Health": health.state(svc.store.db.conn, rec.id) or {
+        "Status": "starting", "FailingStreak": 0, "Log": []}}  # fmt: skip
 
 
 def _log_config(spec: ContainerSpec) -> dict[str, str]:

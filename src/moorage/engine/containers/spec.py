@@ -59,6 +59,7 @@ class ContainerSpec:
     auto_remove: bool = False
     log_opts: tuple[str, ...] = ()
     runtime: str = "runc"
+    healthcheck: dict[str, Any] | None = None  # Docker's HealthConfig (ns durations)
 
     def validate(self) -> None:
         if self.name and not _NAME_RE.match(self.name):
