@@ -265,6 +265,16 @@ def boot(svc: Any) -> Iterator[str]:
     from moorage.engine.containers.parse import parse_restart
     from moorage.errors import MoorageError
 
+    rows = svc.store.db.conn.execute(
+        "SELECT id FROM containers WHERE state IN ('running', 'paused', 'created') "
+        "AND conmon_pid != 0"
+    ).fetchall()
+    for (cid,) in rows:
+        if not (svc.run_dir / cid).exists():
+            # its run state is gone with the old boot: the pids recorded are not its any
+            # more (a new process may have any of them), so forget them before looking
+            svc._update(cid, pid=0, conmon_pid=0)
+            svc.cleanup(cid)  # records it ended (137: nobody saw how) and unmounts it
     for rec in reversed(svc.ls()):  # oldest first, as they were created
         policy, _ = parse_restart(rec.spec.restart)
         if rec.running or policy not in ("always", "unless-stopped"):
