@@ -887,11 +887,14 @@ def exec_cmd(
         argv.append(rec.id)
         stdin = None if interactive or tty else subprocess.DEVNULL
         if detach:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, check=False)  # fmt: skip
-            if p.returncode != 0:
-                error(p.stderr.decode(errors="replace").strip())
-                sys.exit(126)
+            # runc's errors through a file: the detached process keeps a pipe open forever
+            with tempfile.TemporaryFile() as errors:
+                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=errors, check=False)  # fmt: skip
+                if p.returncode != 0:
+                    errors.seek(0)
+                    error(errors.read().decode(errors="replace").strip())
+                    sys.exit(126)
             return
         proc = subprocess.Popen(argv, stdin=stdin)
         with contextlib.suppress(KeyboardInterrupt):

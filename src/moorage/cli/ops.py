@@ -139,3 +139,82 @@ def healthcheck_run_cmd(ctx: click.Context, container: str) -> None:
         click.echo("unhealthy")
         sys.exit(1)
     click.echo("healthy")
+
+
+# ---- stats --------------------------------------------------------------------------------
+
+STATS_TABLE = (
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t"
+    "{{.BlockIO}}\t{{.PIDs}}"
+)
+STATS_HEADERS = {
+    "ID": "CONTAINER ID", "Container": "CONTAINER", "Name": "NAME", "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
+}  # fmt: skip
+SAMPLE_GAP = 0.3
+"""Seconds between the two readings of a one-shot ``stats`` (CPU % needs two)."""
+
+
+@click.command("stats")
+@click.option("-a", "--all", "show_all", is_flag=True, help="Show all containers.")
+@click.option("--no-stream", is_flag=True, help="Print one reading and exit.")
+@click.option("--no-trunc", is_flag=True, help="Do not truncate output.")
+@click.option("--format", "fmt", help="Format: table, json, prometheus or a Go template.")
+@click.argument("containers", nargs=-1)
+@click.pass_context
+def stats_cmd(
+    ctx: click.Context, show_all: bool, no_stream: bool, no_trunc: bool, fmt: str | None,
+    containers: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Display a live stream of container(s) resource usage statistics."""
+    from moorage.engine import stats as st
+    from moorage.format import format_list
+
+    svc = _service(ctx)
+    if containers:
+        records = [(c, svc.get(c)) for c in containers]
+    else:
+        records = [("", r) for r in svc.ls() if show_all or r.running]
+    host_mem = st.mem_total()
+
+    def read() -> list[Any]:
+        return [
+            st.sample(
+                r.pid if r.running else 0,
+                bundle=svc.userdata(r.id),
+                host_network=r.spec.network_mode == "host",
+                host_mem=host_mem,
+            )
+            for _, r in records
+        ]
+
+    if fmt and fmt.strip() == "prometheus":
+        click.echo(st.prometheus([(r, s) for (_, r), s in zip(records, read(), strict=True)]),
+                   nl=False)  # fmt: skip
+        return
+    tty = sys.stdout.isatty()
+    prev: list[Any] = read()
+    time.sleep(SAMPLE_GAP)
+    try:
+        while True:
+            cur = read()
+            rows = [
+                st.row(r, p, c, no_trunc=no_trunc, given=given)
+                for (given, r), p, c in zip(records, prev, cur, strict=True)
+            ]
+            text = format_list(rows, fmt, default_table=STATS_TABLE, headers=STATS_HEADERS)
+            if tty and not no_stream:
+                text = "\033[2J\033[H" + text
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            if no_stream:
+                return
+            prev = cur
+            time.sleep(1.0)
+            if not containers:  # new containers appear, ended ones go
+                known = {r.id: s for (_, r), s in zip(records, prev, strict=True)}
+                records = [("", r) for r in svc.ls() if show_all or r.running]
+                prev = [known.get(r.id) for _, r in records]
+    except KeyboardInterrupt:
+        return
