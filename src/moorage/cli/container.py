@@ -126,7 +126,11 @@ def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Automatically remove the container when it exits.",
         ),
         click.option("--log-opt", multiple=True, help="Log driver options (max-size, max-file)."),
-        click.option("--log-driver", default="k8s-file", help="Logging driver (k8s-file)."),
+        click.option(
+            "--log-driver",
+            default="k8s-file",
+            help="Logging driver: k8s-file, json-file, none, journald (where it runs).",
+        ),
         click.option(
             "--runtime", default="runc", help="Runtime to use for this container (runc, crun)."
         ),
@@ -155,8 +159,7 @@ def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
     from moorage.engine.containers import parse as p
     from moorage.engine.containers.spec import ContainerSpec, Resources
 
-    if o["log_driver"] not in ("k8s-file", "json-file"):
-        raise InvalidArgument(f"unsupported log driver {o['log_driver']!r}: use k8s-file")
+    _check_log_driver(o["log_driver"])
     memory = p.parse_bytes(o["memory"], "memory") if o["memory"] else 0
     swap = p.parse_memory_swap(o["memory_swap"]) if o["memory_swap"] else 0
     tmpfs = dict(p.parse_tmpfs(t) for t in o["tmpfs"])
@@ -200,7 +203,17 @@ def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
         log_opts=o["log_opt"],
         runtime=o["runtime"],
         healthcheck=_health_config(o),
+        log_driver=o["log_driver"],
     )
+
+
+def _check_log_driver(driver: str) -> None:
+    if driver not in ("k8s-file", "json-file", "none", "journald"):
+        raise InvalidArgument(
+            f"unsupported log driver {driver!r}: use k8s-file, json-file, none or journald"
+        )
+    if driver == "journald" and not os.path.exists("/run/systemd/journal/socket"):
+        raise InvalidArgument("the journald log driver needs systemd-journald, not running here")
 
 
 def _health_config(o: dict[str, Any]) -> Any:
@@ -697,6 +710,10 @@ def logs_cmd(
 
     svc = _service(ctx)
     rec = svc.get(container)
+    if rec.spec.log_driver in ("none", "journald"):
+        raise InvalidArgument(
+            f'configured logging driver "{rec.spec.log_driver}" does not support reading'
+        )
     now = time.time()
     t_since = lg.parse_since(since, now) if since else None
     t_until = lg.parse_until(until, now) if until else None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from moorage.engine import health
+from moorage.engine.containers.logdefaults import default_log_opts
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
 from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop_signal
@@ -242,6 +243,7 @@ class ContainerService:
         spec = _replace(
             spec, healthcheck=health.merge(image_config.get("Healthcheck"), spec.healthcheck)
         )
+        spec = _replace(spec, log_opts=default_log_opts(spec.log_opts, spec.log_driver))
         cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
@@ -340,6 +342,7 @@ class ContainerService:
                 stdin=spec.open_stdin, tty=spec.tty,
                 exit_command=self._exit_command(rec.id),
                 log_args=logmod.conmon_log_args(log_cfg.max_size),
+                log_driver=spec.log_driver,
             )  # fmt: skip
         except CreateFailed as e:
             self._update(rec.id, error=str(e), conmon_pid=0)
@@ -875,7 +878,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": {
             "Binds": None,
-            "LogConfig": {"Type": "k8s-file", "Config": _log_config(spec)},
+            "LogConfig": {"Type": spec.log_driver, "Config": _log_config(spec)},
             "NetworkMode": spec.network_mode,
             "PortBindings": {},
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},

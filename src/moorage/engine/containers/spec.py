@@ -60,6 +60,7 @@ class ContainerSpec:
     log_opts: tuple[str, ...] = ()
     runtime: str = "runc"
     healthcheck: dict[str, Any] | None = None  # Docker's HealthConfig (ns durations)
+    log_driver: str = "k8s-file"  # k8s-file | json-file (written as k8s-file) | none | journald
 
     def validate(self) -> None:
         if self.name and not _NAME_RE.match(self.name):
