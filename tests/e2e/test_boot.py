@@ -54,6 +54,9 @@ def test_boot_starts_always_and_unless_stopped(moor: Moor, bb: str) -> None:
         os.kill(pid, signal.SIGKILL)
         _wait_gone(pid)
         _wait_gone(conmon)
+    for cid in ids.values():  # and the kernel's cgroups with it
+        for d in Path("/sys/fs/cgroup").glob(f"*/moorage/{cid}"):
+            d.rmdir()
     with open("/proc/mounts") as f:
         mounts = [ln.split()[1] for ln in f if ln.split()[1].startswith(str(moor.root))]
     for m in reversed(mounts):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -137,6 +136,8 @@ def notify(runroot: Path) -> None:
         return
     if not names:
         return
+    import socket
+
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.setblocking(False)
     try:
@@ -235,6 +236,8 @@ class Follower:
     event recorded in between is missed."""
 
     def __init__(self, runroot: Path) -> None:
+        import socket
+
         d = events_dir(runroot)
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = d / f"{os.getpid()}-{os.urandom(4).hex()}.sock"
