@@ -129,7 +129,7 @@ def bench_stats(store: Store, n: int, runs: int) -> None:
         out = store.moor("stats", "--no-stream")
         times.append(time.monotonic() - t)
     rows = len(out.splitlines()) - 1
-    print(f"moor stats --no-stream, {rows} containers: median {statistics.median(times):.2f} s "
+    print(f"  moor stats --no-stream, {rows} containers: median {statistics.median(times):.2f} s "
           f"(min {min(times):.2f}, max {max(times):.2f}; {runs} runs)   target < 1 s")  # fmt: skip
 
 
@@ -170,7 +170,13 @@ def main() -> None:
         _base_image(store, Path(d))
         try:
             bench_events(store, 20)
+            ids = [store.moor("run", "-d", "bb:1", "sleep", "3600").strip()
+                   for _ in range(args.containers)]  # fmt: skip
+            print(f"{args.containers} plain containers (no health checks):")
+            bench_stats(store, args.containers, args.runs)
+            store.moor("rm", "-f", *ids)
             bench_supervisor(store, args.containers, args.window)
+            print("while the supervisor probes them:")
             bench_stats(store, args.containers, args.runs)
         finally:
             ids = store.moor("ps", "-aq").split()

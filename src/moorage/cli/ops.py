@@ -152,7 +152,7 @@ STATS_HEADERS = {
     "MemUsage": "MEM USAGE / LIMIT", "MemPerc": "MEM %", "NetIO": "NET I/O",
     "BlockIO": "BLOCK I/O", "PIDs": "PIDS",
 }  # fmt: skip
-SAMPLE_GAP = 0.3
+SAMPLE_GAP = 0.25
 """Seconds between the two readings of a one-shot ``stats`` (CPU % needs two)."""
 
 
@@ -178,16 +178,20 @@ def stats_cmd(
         records = [("", r) for r in svc.ls() if show_all or r.running]
     host_mem = st.mem_total()
 
+    cgroups: dict[int, dict[str, str]] = {}
+
     def read() -> list[Any]:
-        return [
-            st.sample(
-                r.pid if r.running else 0,
-                bundle=svc.userdata(r.id),
-                host_network=r.spec.network_mode == "host",
-                host_mem=host_mem,
-            )
-            for _, r in records
-        ]
+        host_cpu = st.host_cpu_ns()
+        out = []
+        for _, r in records:
+            pid = r.pid if r.running else 0
+            if pid and pid not in cgroups:
+                cgroups[pid] = st.cgroup_paths(pid, svc.userdata(r.id))
+            out.append(st.sample(
+                pid, bundle=None, host_network=r.spec.network_mode == "host",
+                host_mem=host_mem, host_cpu=host_cpu, paths=cgroups.get(pid),
+            ))  # fmt: skip
+        return out
 
     if fmt and fmt.strip() == "prometheus":
         click.echo(st.prometheus([(r, s) for (_, r), s in zip(records, read(), strict=True)]),

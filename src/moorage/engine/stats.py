@@ -36,7 +36,7 @@ class Sample:
     interfaces: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path | str) -> str | None:
     try:
         with open(path) as f:
             return f.read()
@@ -44,7 +44,7 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _int(path: Path) -> int:
+def _int(path: Path | str) -> int:
     text = _read(path)
     if text is None:
         return 0
@@ -125,8 +125,10 @@ def _net(pid: int) -> dict[str, tuple[int, int]]:
 
 
 def _v1(paths: dict[str, str], host_mem: int) -> dict[str, int]:
-    def p(controller: str, name: str) -> Path:
-        return CGROUP_ROOT / controller / paths.get(controller, "/").lstrip("/") / name
+    root = str(CGROUP_ROOT)
+
+    def p(controller: str, name: str) -> str:  # plain strings: this runs 100s of times
+        return f"{root}/{controller}/{paths.get(controller, '/').strip('/')}/{name}"
 
     usage = _int(p("memory", "memory.usage_in_bytes"))
     stat = _kv(_read(p("memory", "memory.stat")))
@@ -174,12 +176,23 @@ def _v2(path: str, host_mem: int) -> dict[str, int]:
     }
 
 
-def sample(pid: int, *, bundle: Path | None, host_network: bool, host_mem: int) -> Sample:
-    """One reading of the container whose init process is ``pid`` (0: not running)."""
-    system_ns, cpus = host_cpu_ns()
+def sample(
+    pid: int,
+    *,
+    bundle: Path | None,
+    host_network: bool,
+    host_mem: int,
+    host_cpu: tuple[int, int] | None = None,
+    paths: dict[str, str] | None = None,
+) -> Sample:
+    """One reading of the container whose init process is ``pid`` (0: not running).
+    ``host_cpu`` (:func:`host_cpu_ns`) and ``paths`` (:func:`cgroup_paths`) may be read
+    once for many samples: /proc/stat is large."""
+    system_ns, cpus = host_cpu or host_cpu_ns()
     if pid <= 0:
         return Sample(system_ns=system_ns, online_cpus=cpus)
-    paths = cgroup_paths(pid, bundle)
+    if paths is None:
+        paths = cgroup_paths(pid, bundle)
     if unified_only() or (paths.keys() <= {""}):
         numbers = _v2(paths.get("", "/"), host_mem)
     else:
