@@ -139,3 +139,16 @@ def test_follow_live(moor: Moor, bb: str) -> None:
         proc.wait(timeout=10)
     # its socket is gone, so a writer has nobody left to wake
     assert not [p for p in (moor.runroot / "events").glob("*.sock")]
+
+
+def test_oom_event(moor: Moor, bb: str) -> None:
+    # the first run eats memory until killed; the next one (same filesystem) just sleeps
+    hog = "test -e /ran && exec sleep 100; touch /ran; a=xxxxxxxxxxxxxxxx; while :; do a=$a$a; done"
+    moor("run", "-d", "--name", "hog", "-m", "8m", "--memory-swap", "8m", "bb:1", "sh", "-c", hog)
+    assert moor("wait", "hog").stdout.strip() == "137"
+    assert moor("inspect", "-f", "{{.State.OOMKilled}}", "hog").stdout.strip() == "true"
+    actions = [e["Action"] for e in _events(moor, "--filter", "container=hog")]
+    assert actions == ["create", "start", "oom", "die"]
+    moor("start", "hog")  # a new run is not OOM-killed (yet)
+    assert moor("inspect", "-f", "{{.State.OOMKilled}}", "hog").stdout.strip() == "false"
+    moor("rm", "-f", "hog")

@@ -186,7 +186,7 @@ _OPS = {f: f"moorage.cli.ops:{f}_cmd" for f in ("events", "boot", "supervisor")}
 
 @click.group("system", cls=LazyGroup, lazy=_OPS)
 def system_group() -> None:
-    """Manage moorage: disk usage, pruning, store checks."""
+    """Manage moorage: disk usage, pruning, store checks, events, boot."""
 
 
 system_group.add_command(df_cmd, "df")

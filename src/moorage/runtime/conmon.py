@@ -125,6 +125,7 @@ def spawn(
             stderr=subprocess.PIPE,
             pass_fds=(w,),
             env=env,
+            cwd=layout.bundle,  # conmon marks an OOM kill with a file "oom" in its cwd
         )
         os.close(w)
         w = -1

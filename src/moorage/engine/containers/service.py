@@ -336,6 +336,7 @@ class ContainerService:
         layout = self.layout(rec.id)
         if (runtime.state_root / rec.id).exists():
             runtime.delete(rec.id, force=True)  # a leftover from a crash would block the id
+        (layout.bundle / "oom").unlink(missing_ok=True)
         try:
             pid, conmon_pid = spawn(
                 runtime, rec.id, rec.name, layout,
@@ -348,7 +349,9 @@ class ContainerService:
             self._update(rec.id, error=str(e), conmon_pid=0)
             raise _classify(str(e)) from None
         logmod.keep_rotated(layout.log_path, log_cfg)
-        self._update(rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="")
+        self._update(
+            rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="", oom_killed=0
+        )
         if attach is not None:
             attach(layout.attach_socket(rec.id))
         runtime.start(rec.id)
@@ -462,7 +465,12 @@ class ContainerService:
 
     def _finish(self, cid: str, code: int, finished: float) -> None:
         self._teardown_runtime(cid)
-        self._update(cid, state="exited", exit_code=code, finished_at=finished, pid=0)
+        oom = (self.userdata(cid) / "oom").exists()  # conmon's mark of an OOM kill
+        self._update(
+            cid, state="exited", exit_code=code, finished_at=finished, pid=0, oom_killed=int(oom)
+        )
+        if oom:
+            container_event(self.store, self._reload(cid), "oom")
         container_event(self.store, self._reload(cid), "die", exitCode=str(code))
 
     def _teardown_runtime(self, cid: str) -> None:
