@@ -3,6 +3,7 @@ inspect, moor healthcheck run, hung probes killed at their timeout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,16 +33,38 @@ def _is_supervisor(pid: int, runroot: Path) -> bool:
     return b"moorage.engine.supervisor" in cmdline and str(runroot).encode() in cmdline
 
 
+def _watchdogs(moor: Moor) -> list[int]:
+    """This test's supervisor watchdogs (``sh -c ... moorage-supervisor-watchdog LOCK``)."""
+    lock = str(moor.runroot / "supervisor.lock").encode()
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"moorage-supervisor-watchdog" in argv and lock in argv:
+            found.append(int(p.name))
+    return found
+
+
 @pytest.fixture
 def hmoor(moor: Moor) -> Iterator[Moor]:
-    """``moor``, and afterwards the end of this test's supervisor (by its pid)."""
+    """``moor``, and afterwards the end of this test's supervisor and its watchdog (by pid;
+    SIGTERM is an ordinary end, so the watchdog goes without starting another)."""
     yield moor
     ids = moor("ps", "-aq", "--no-trunc", check=False).stdout.split()
     if ids:
         moor("rm", "-f", *ids, check=False)
     pid = _supervisor_pid(moor)
     if pid:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signal.SIGTERM)
+        _until(lambda: _state(pid) in (b"X", b"Z"), timeout=10)
+    with contextlib.suppress(AssertionError):
+        _until(lambda: not _watchdogs(moor), timeout=5)
+    for w in _watchdogs(moor):
+        os.kill(w, signal.SIGKILL)
 
 
 def _until(cond: Callable[[], bool], timeout: float = 20) -> None:
@@ -151,20 +174,31 @@ def test_supervisor_restarts_on_demand_and_exits_idle(hmoor: Moor, bb: str) -> N
     _until(lambda: _supervisor_pid(moor) != 0)
     first = _supervisor_pid(moor)
     assert _is_supervisor(first, moor.runroot)
-    # it holds no container's stdio: none of its fds is a pipe to conmon or a pty
+    # it holds no container's stdio: none of its fds is a terminal
     for fd in Path(f"/proc/{first}/fd").iterdir():
         target = os.readlink(fd)
         assert "ptmx" not in target and "/dev/pts" not in target
+    _until(lambda: len(_watchdogs(moor)) == 1)
+    # kill -9: its watchdog starts another within a second or so, no command needed
     os.kill(first, signal.SIGKILL)
-    _until(lambda: not Path(f"/proc/{first}").exists() or b"Z" in _state(first))
-    moor("ps")  # a command that looks at the container starts it again
-    _until(lambda: _supervisor_pid(moor) not in (0, first))
-    moor("exec", "sv", "true")
+    _until(lambda: _supervisor_pid(moor) not in (0, first), timeout=10)
+    second = _supervisor_pid(moor)
     n = len(_health(moor, "sv")["Log"])  # type: ignore[arg-type]
     _until(lambda: len(_health(moor, "sv")["Log"]) > n or n == 5)  # type: ignore[arg-type]
-    second = _supervisor_pid(moor)
+    # both gone (watchdog first): the next command that looks at the container starts it
+    _until(lambda: len(_watchdogs(moor)) == 1)
+    for w in _watchdogs(moor):
+        os.kill(w, signal.SIGKILL)
+    os.kill(second, signal.SIGKILL)
+    _until(lambda: _state(second) in (b"X", b"Z"))
+    moor("ps")
+    _until(lambda: _supervisor_pid(moor) not in (0, first, second))
+    third = _supervisor_pid(moor)
+    # nothing to check any more: it exits by itself, and its watchdog with it
     moor("rm", "-f", "sv")
-    _until(lambda: not Path(f"/proc/{second}").exists(), timeout=30)
+    _until(lambda: _state(third) in (b"X", b"Z"), timeout=30)
+    _until(lambda: not _watchdogs(moor), timeout=10)
+    assert _supervisor_pid(moor) == 0
 
 
 def _state(pid: int) -> bytes:

@@ -232,6 +232,33 @@ def _locked(runroot: Path) -> Iterator[int | None]:
         os.close(fd)
 
 
+def ended_marker(runroot: Path) -> Path:
+    return runroot / "supervisor.ended"
+
+
+def _spawn_watchdog(root: Path, runroot: Path) -> None:
+    """A tiny shell that waits (no polling: ``flock`` blocks) until this supervisor lets go
+    of its lock and, unless it ended on purpose (the marker), starts a new one: kill -9 of
+    the supervisor costs a second of checks, not all of them until someone looks."""
+    import shutil
+    import subprocess
+
+    flock = shutil.which("flock")
+    if flock is None:
+        return
+    lock = str(health.supervisor_lock(runroot))
+    script = (
+        'flock "$1" true; [ -e "$2" ] && exit 0; sleep 1; '
+        'exec "$3" -m moorage.engine.supervisor "$4" "$5"'
+    )
+    subprocess.Popen(
+        ["/bin/sh", "-c", script, "moorage-supervisor-watchdog", lock,
+         str(ended_marker(runroot)), sys.executable, str(root), str(runroot)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True, cwd="/",
+    )  # fmt: skip
+
+
 def main(root: Path, runroot: Path) -> int:
     """Supervise until idle. Exits 0 at once when another supervisor holds the lock."""
     sup: Supervisor | None = None
@@ -242,12 +269,17 @@ def main(root: Path, runroot: Path) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    marker = ended_marker(runroot)
     while True:
         with _locked(runroot) as fd:
             if fd is None:
                 return 0
+            marker.unlink(missing_ok=True)
+            _spawn_watchdog(root, runroot)
             sup = sup or Supervisor(root, runroot)
             code = sup.run()
+            # an ordinary end (idle, or told to stop): the watchdog must not start another
+            marker.touch()
             if sup.stopping:
                 return code
         # the lock is released: a command that started a container just before it was saw
