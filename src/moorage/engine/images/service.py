@@ -231,6 +231,13 @@ class ImageService:
     def remove(self, name: str, *, force: bool = False, collect: bool = True) -> list[RemoveEvent]:
         """``rmi``: untag if named by a tag and other tags remain; else delete the image.
         ``collect=False`` leaves deleting its files to the caller's one collection."""
+        image_id = str(self.resolve(name).id)
+        events = self._remove(name, force=force, collect=collect)
+        for ev in events:  # recorded once committed, so a follower woken sees them
+            _event(self.store, "untag" if ev.kind == "untagged" else "delete", image_id, ev.value)
+        return events
+
+    def _remove(self, name: str, *, force: bool, collect: bool) -> list[RemoveEvent]:
         rec = self.resolve(name)
         events: list[RemoveEvent] = []
         by_tag: str | None = None
@@ -245,7 +252,6 @@ class ImageService:
             users = self.containers_using(rec.id)
             if by_tag is not None and len(rec.tags) > 1:
                 conn.execute("DELETE FROM tags WHERE name = ?", (by_tag,))
-                _event(self.store, "untag", str(rec.id), familiar(by_tag))
                 return [RemoveEvent("untagged", familiar(by_tag))]
             if users and not force:
                 if by_tag is not None:
@@ -274,10 +280,6 @@ class ImageService:
                 return events
             conn.execute("DELETE FROM images WHERE id = ?", (str(rec.id),))
             events.append(RemoveEvent("deleted", str(rec.id)))
-        for ev in events:
-            _event(
-                self.store, "untag" if ev.kind == "untagged" else "delete", str(rec.id), ev.value
-            )
         if collect:
             self.collect_garbage(blocking=False)
         return events
