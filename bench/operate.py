@@ -206,11 +206,16 @@ def main() -> None:
             ids = store.moor("ps", "-aq").split()
             if ids:
                 subprocess.run([MOOR, "rm", "-f", *ids], env=store.env, capture_output=True)
+            # SIGTERM is an ordinary end: its watchdog goes too (wait for both before the
+            # store is removed under them)
             with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
                 pid = int((store.runroot / "supervisor.lock").read_text().strip())
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
                 if str(store.runroot).encode() in cmd:
                     os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _watchdog_pids(store.runroot) and time.monotonic() < deadline:
+                time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -217,7 +217,6 @@ class Supervisor:
 
 @contextlib.contextmanager
 def _locked(runroot: Path) -> Iterator[int | None]:
-    runroot.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(health.supervisor_lock(runroot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
@@ -270,16 +269,22 @@ def main(root: Path, runroot: Path) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     marker = ended_marker(runroot)
+    if not (root / "moorage.db").exists() or not runroot.is_dir():
+        return 0  # the store is gone (removed meanwhile): nothing to supervise
     while True:
         with _locked(runroot) as fd:
             if fd is None:
                 return 0
             marker.unlink(missing_ok=True)
             _spawn_watchdog(root, runroot)
-            sup = sup or Supervisor(root, runroot)
-            code = sup.run()
-            # an ordinary end (idle, or told to stop): the watchdog must not start another
-            marker.touch()
+            try:
+                sup = sup or Supervisor(root, runroot)
+                code = sup.run()
+            finally:
+                # an end it saw coming (idle, told to stop, or even an error): the watchdog
+                # must not start another; only a kill it could not see does that
+                with contextlib.suppress(OSError):
+                    marker.touch()
             if sup.stopping:
                 return code
         # the lock is released: a command that started a container just before it was saw
