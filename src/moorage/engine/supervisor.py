@@ -155,8 +155,11 @@ class Supervisor:
         due += [t.probe.deadline for t in waiting if t.probe is not None]
         wait = min([timeout, *(d - now for d in due)])
         fds = {t.probe.proc.stdout.fileno(): t for t in waiting if t.probe and t.probe.proc.stdout}
-        if fds:
-            ready, _, _ = select.select(list(fds), [], [], max(wait, 0))
+        if fds:  # poll, not select: no limit on the fd numbers of many probes
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN | select.POLLHUP)
+            ready = [fd for fd, _ in poller.poll(max(wait, 0) * 1000)]
         else:
             time.sleep(max(wait, 0))
             ready = []
