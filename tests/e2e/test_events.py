@@ -65,6 +65,12 @@ def test_exit_code_and_line_format(moor: Moor, bb: str) -> None:
     # the foreground --rm run is destroyed, too
     destroyed = _events(moor, "--filter", "event=destroy", "--filter", "container=fg")
     assert len(destroyed) == 1
+    moor("run", "-d", "--name", "rmf", "bb:1", "sleep", "100")
+    moor("rm", "-f", "rmf")
+    evs = _events(moor, "--filter", "container=rmf")
+    assert [e["Action"] for e in evs] == ["create", "start", "kill", "die", "destroy"]
+    assert evs[2]["Actor"]["Attributes"]["signal"] == "9"
+    assert evs[3]["Actor"]["Attributes"]["exitCode"] == "137"
 
 
 def test_filters(moor: Moor, bb: str) -> None:
@@ -77,11 +83,12 @@ def test_filters(moor: Moor, bb: str) -> None:
     assert len(both) == 2
     images = _events(moor, "--filter", "type=image")
     assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in images] == [
-        ("import", "bb:1"),
+        ("tag", "bb:1"),
+        ("import", bb),
         ("tag", "bb:2"),
     ]
-    assert images[1]["id"] == bb
-    assert "from" not in images[1]
+    assert images[2]["id"] == bb
+    assert "from" not in images[2]
     by_image = _events(moor, "-f", "image=bb:1", "-f", "type=container")
     assert len(by_image) == 2
     r = moor("events", "--filter", "bogus=1", "--until", "0", check=False)
@@ -96,7 +103,8 @@ def test_image_events(moor: Moor, bb: str, tmp_path: Any) -> None:
     moor("load", "-i", str(tmp_path / "bb.tar"))
     evs = _events(moor, "--filter", "type=image")
     assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in evs] == [
-        ("import", "bb:1"),
+        ("tag", "bb:1"),
+        ("import", bb),
         ("tag", "bb:2"),
         ("save", "bb:2"),
         ("untag", "bb:2"),
@@ -112,7 +120,7 @@ def test_template_and_until_before_since(moor: Moor, bb: str) -> None:
     out = moor(
         "events", "--since", "10m", "--until", until, "--format", "{{.Type}}/{{.Action}}"
     ).stdout
-    assert out.splitlines() == ["image/import", "container/create"]
+    assert out.splitlines() == ["image/tag", "image/import", "container/create"]
     r = moor("events", "--since", "1m", "--until", "10m", check=False)
     assert r.returncode == 1 and "--since" in r.stderr
 

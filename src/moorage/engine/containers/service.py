@@ -585,7 +585,8 @@ class ContainerService:
                     self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
                 self._wait_exit(rec, 10)
             self._teardown_runtime(rec.id)
-            if rec.running:  # ended here, not through cleanup: say so as cleanup would
+            if rec.running:  # ended here, not through cleanup: say so as Docker's rm -f does
+                container_event(self.store, rec, "kill", signal=str(int(signals.SIGKILL)))
                 container_event(self.store, rec, "die", exitCode=self._exit_code_of(rec.id))
             if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):
                 # created but never started (e.g. moor was killed mid-start): end its conmon

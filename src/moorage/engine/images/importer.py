@@ -69,7 +69,9 @@ def import_rootfs(
             layers=[layer],
             tags=[tag] if tag else [],
         )
-    record_event(store, "image", "import", str(config_digest), {"name": _familiar(tag)})
+    if tag:  # as Docker: the tag, then the import named by the image id
+        record_event(store, "image", "tag", str(config_digest), {"name": _familiar(tag)})
+    record_event(store, "image", "import", str(config_digest), {"name": str(config_digest)})
     return config_digest
 
 
