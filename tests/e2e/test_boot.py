@@ -94,3 +94,27 @@ def test_crash_restarts_with_backoff(moor: Moor, bb: str) -> None:
                    "--format", "{{.Action}}").stdout.split()  # fmt: skip
     assert actions == ["create", "start", "die", "start"]
     moor("rm", "-f", "crash")
+
+
+def test_restart_when_conmon_was_killed(moor: Moor, bb: str) -> None:
+    """conmon killed, then the container dies: no exit command ran, so the next command
+    that looks finds it ended and hands its restart policy on."""
+    cid = moor("run", "-d", "--name", "orphan", "--restart", "on-failure",
+               "bb:1", "sleep", "1000").stdout.strip()  # fmt: skip
+    first = int(_state(moor, "orphan")["Pid"])  # type: ignore[call-overload]
+    conmon = _conmon_pid(moor, cid)
+    os.kill(conmon, signal.SIGKILL)
+    _wait_gone(conmon)
+    os.kill(first, signal.SIGKILL)
+    _wait_gone(first)
+    moor("ps", "-a")  # looks, records the exit (137: nobody saw it), hands the restart on
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        st = _state(moor, "orphan")
+        if st["Running"] and st["Pid"] not in (0, first):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not restarted: {st}")
+    assert moor("inspect", "-f", "{{.RestartCount}}", "orphan").stdout.strip() == "1"
+    moor("rm", "-f", "orphan")

@@ -228,8 +228,22 @@ class ContainerService:
         if rec.state in ("running", "paused") and not _alive(rec.pid):
             # ended while nobody watched (conmon was killed): the code is unknown
             self.cleanup(rec.id)
+            self._restart_unwatched(rec.id)
             return self._find_raw(rec.id)
         return rec
+
+    def _restart_unwatched(self, cid: str) -> None:
+        """Its restart policy still holds: hand it to a detached ``container cleanup`` (the
+        exit command conmon would have run), whose back-off must not hold up this command."""
+        rec = self._find_raw(cid)
+        if rec is None or rec.state != "exited" or not self._should_restart(rec):
+            return
+        import subprocess
+
+        subprocess.Popen(
+            self.cleanup_command(cid), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
 
     # ---- create --------------------------------------------------------------------------
 
