@@ -217,6 +217,10 @@ def _check_log_driver(driver: str) -> None:
 
 
 def _health_config(o: dict[str, Any]) -> Any:
+    keys = ("health_cmd", "health_interval", "health_timeout", "health_retries",
+            "health_start_period", "no_healthcheck")  # fmt: skip
+    if not any(o.get(k) is not None and o.get(k) is not False for k in keys):
+        return None  # nothing asked: no need to load the health module
     from moorage.engine.health import from_options
 
     return from_options(o)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moorage.engine import health
 from moorage.engine.containers.logdefaults import default_log_opts
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, environment, generate, process_args
@@ -223,7 +222,8 @@ class ContainerService:
                 if st is not None and st.get("status") == "running":
                     self._update(rec.id, state="running", started_at=time.time())
                     return self._find_raw(rec.id)
-            health.watch(self, rec)
+            if rec.spec.healthcheck:
+                _health_checks().watch(self, rec)
             return rec  # conmon still watches it: its exit file will tell
         if rec.state in ("running", "paused") and not _alive(rec.pid):
             # ended while nobody watched (conmon was killed): the code is unknown
@@ -254,9 +254,9 @@ class ContainerService:
         process_args(spec, image_config)  # fails early with "no command specified"
         if spec.stop_signal is None and image_config.get("StopSignal"):
             spec = _replace(spec, stop_signal=image_config["StopSignal"])
-        spec = _replace(
-            spec, healthcheck=health.merge(image_config.get("Healthcheck"), spec.healthcheck)
-        )
+        if spec.healthcheck or image_config.get("Healthcheck"):
+            merged = _health_checks().merge(image_config.get("Healthcheck"), spec.healthcheck)
+            spec = _replace(spec, healthcheck=merged)
         spec = _replace(spec, log_opts=default_log_opts(spec.log_opts, spec.log_driver))
         cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
@@ -337,7 +337,8 @@ class ContainerService:
                 self._teardown_runtime(rec.id)
                 raise
         container_event(self.store, rec, "start")
-        health.on_start(self, self._reload(rec.id))
+        if rec.spec.healthcheck:
+            _health_checks().on_start(self, self._reload(rec.id))
         return self._reload(rec.id)
 
     def _start_locked(self, rec: ContainerRecord, attach: Any) -> None:
@@ -967,7 +968,17 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
     }
 
 
+def _health_checks() -> Any:
+    """engine.health, imported only for containers that have a check."""
+    from moorage.engine import health
+
+    return health
+
+
 def _health(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
+    if not rec.spec.healthcheck:
+        return {}
+    health = _health_checks()
     if health.effective(rec.spec.healthcheck) is None:
         return {}
     return {"Health": health.state(svc.store.db.conn, rec.id) or {
