@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,32 @@ def test_cpu_percent() -> None:
     b = st.Sample(cpu_ns=500, system_ns=2000, online_cpus=2)
     assert st.cpu_percent(a, b) == 50.0
     assert st.cpu_percent(None, b) == 0.0
+
+
+def test_stats_streams_until_interrupted(moor: Moor, bb: str) -> None:
+    import os
+    import selectors
+    import signal
+    import subprocess
+
+    moor("run", "-d", "--name", "s1", "bb:1", "sleep", "1000")
+    proc = moor.popen("stats", "--format", "{{.Name}} {{.PIDs}}", stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        lines = []
+        while len(lines) < 2:  # a reading, then another one a second later
+            assert sel.select(timeout=10), "no reading within 10 s"
+            lines.append(proc.stdout.readline().decode().strip())
+        assert lines == ["s1 1", "s1 1"]
+        moor("run", "-d", "--name", "s2", "bb:1", "sleep", "1000")
+        seen = set()
+        deadline = time.monotonic() + 10
+        while "s2 1" not in seen and time.monotonic() < deadline:  # new containers appear
+            assert sel.select(timeout=10)
+            seen.add(proc.stdout.readline().decode().strip())
+        assert "s2 1" in seen
+    finally:
+        os.kill(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=10) == 0  # Ctrl-C ends it quietly, as docker stats
