@@ -61,6 +61,9 @@ TOP_LEVEL: dict[str, str] = {
     "compose": "moorage.cli.compose:compose_group",
     "network": "moorage.cli.network:network_group",
     "volume": "moorage.cli.volume:volume_group",
+    "events": "moorage.cli.ops:events_cmd",
+    "stats": "moorage.cli.ops:stats_cmd",
+    "healthcheck": "moorage.cli.ops:healthcheck_group",
 }
 
 

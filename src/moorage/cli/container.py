@@ -165,22 +165,40 @@ def _create_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Automatically remove the container when it exits.",
         ),
         click.option("--log-opt", multiple=True, help="Log driver options (max-size, max-file)."),
-        click.option("--log-driver", default="k8s-file", help="Logging driver (k8s-file)."),
+        click.option(
+            "--log-driver",
+            default="k8s-file",
+            help="Logging driver: k8s-file, json-file, none, journald (where it runs).",
+        ),
         click.option(
             "--runtime", default="runc", help="Runtime to use for this container (runc, crun)."
         ),
+        *_health_options(),
     ]
     for opt in reversed(options):
         f = opt(f)
     return f
 
 
+def _health_options() -> list[Callable[..., Any]]:
+    return [
+        click.option("--health-cmd", default=None, help="Command to run to check health."),
+        click.option("--health-interval", default=None, help="Time between running the check."),
+        click.option("--health-timeout", default=None, help="Maximum time to allow one check."),
+        click.option("--health-retries", type=int, default=None,
+                     help="Consecutive failures needed to report unhealthy."),
+        click.option("--health-start-period", default=None,
+                     help="Start period for the container to initialize before failures count."),
+        click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified "
+                     "HEALTHCHECK."),
+    ]  # fmt: skip
+
+
 def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
     from moorage.engine.containers import parse as p
     from moorage.engine.containers.spec import ContainerSpec, Resources
 
-    if o["log_driver"] not in ("k8s-file", "json-file"):
-        raise InvalidArgument(f"unsupported log driver {o['log_driver']!r}: use k8s-file")
+    _check_log_driver(o["log_driver"])
     memory = p.parse_bytes(o["memory"], "memory") if o["memory"] else 0
     swap = p.parse_memory_swap(o["memory_swap"]) if o["memory_swap"] else 0
     tmpfs = dict(p.parse_tmpfs(t) for t in o["tmpfs"])
@@ -236,7 +254,28 @@ def _spec(image: str, command: tuple[str, ...], o: dict[str, Any]) -> Any:
         auto_remove=o["auto_remove"],
         log_opts=o["log_opt"],
         runtime=o["runtime"],
+        healthcheck=_health_config(o),
+        log_driver=o["log_driver"],
     )
+
+
+def _check_log_driver(driver: str) -> None:
+    if driver not in ("k8s-file", "json-file", "none", "journald"):
+        raise InvalidArgument(
+            f"unsupported log driver {driver!r}: use k8s-file, json-file, none or journald"
+        )
+    if driver == "journald" and not os.path.exists("/run/systemd/journal/socket"):
+        raise InvalidArgument("the journald log driver needs systemd-journald, not running here")
+
+
+def _health_config(o: dict[str, Any]) -> Any:
+    keys = ("health_cmd", "health_interval", "health_timeout", "health_retries",
+            "health_start_period", "no_healthcheck")  # fmt: skip
+    if not any(o.get(k) is not None and o.get(k) is not False for k in keys):
+        return None  # nothing asked: no need to load the health module
+    from moorage.engine.health import from_options
+
+    return from_options(o)
 
 
 def _absolute_seccomp(opt: str) -> str:
@@ -611,6 +650,18 @@ def _status(rec: Any, now: float) -> str:
     return str(rec.state).capitalize()
 
 
+def _health_status(svc: Any, rec: Any) -> str:
+    from moorage.engine.health import status
+
+    return status(svc.store.db.conn, rec)
+
+
+def _health_suffix(svc: Any, rec: Any) -> str:
+    from moorage.engine.health import ps_suffix
+
+    return ps_suffix(svc.store.db.conn, rec)
+
+
 def _command_text(svc: Any, rec: Any) -> str:
     from moorage.engine.containers.ociconfig import process_args
 
@@ -676,6 +727,11 @@ def _ps_match(svc: Any, rec: Any, filters: list[tuple[str, str]]) -> bool:
                 return False
             if str(img.id) != rec.image_id:
                 return False
+        elif key == "health":
+            if value not in ("starting", "healthy", "unhealthy", "none"):
+                raise InvalidArgument(f"Unrecognised filter value for health: {value}")
+            if _health_status(svc, rec) != value:
+                return False
         elif key == "exited":
             if rec.state != "exited" or str(rec.exit_code) != value:
                 return False
@@ -734,7 +790,7 @@ def ps_cmd(
             "Command": quoted,
             "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec.created)),
             "RunningFor": since(rec.created, now),
-            "Status": _status(rec, now),
+            "Status": _status(rec, now) + _health_suffix(svc, rec),
             "State": rec.state,
             "Ports": _ps_ports(svc, rec),
             "Names": rec.name,
@@ -781,6 +837,10 @@ def logs_cmd(
 
     svc = _service(ctx)
     rec = svc.get(container)
+    if rec.spec.log_driver in ("none", "journald"):
+        raise InvalidArgument(
+            f'configured logging driver "{rec.spec.log_driver}" does not support reading'
+        )
     now = time.time()
     t_since = lg.parse_since(since, now) if since else None
     t_until = lg.parse_until(until, now) if until else None
@@ -983,11 +1043,14 @@ def exec_cmd(
         argv.append(rec.id)
         stdin = None if interactive or tty else subprocess.DEVNULL
         if detach:
-            p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, check=False)  # fmt: skip
-            if p.returncode != 0:
-                error(p.stderr.decode(errors="replace").strip())
-                sys.exit(126)
+            # runc's errors through a file: the detached process keeps a pipe open forever
+            with tempfile.TemporaryFile() as errors:
+                p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=errors, check=False)  # fmt: skip
+                if p.returncode != 0:
+                    errors.seek(0)
+                    error(errors.read().decode(errors="replace").strip())
+                    sys.exit(126)
             return
         proc = subprocess.Popen(argv, stdin=stdin)
         with contextlib.suppress(KeyboardInterrupt):

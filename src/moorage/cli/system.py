@@ -8,6 +8,7 @@ import sys
 import click
 
 from moorage import __version__
+from moorage.cli.app import LazyGroup
 from moorage.cli.common import confirm, echo_document, echo_pruned, engine
 from moorage.format import format_list
 from moorage.units import human_size
@@ -183,9 +184,13 @@ def check_cmd(ctx: click.Context, repair: bool, quiet: bool) -> None:
     sys.exit(1)
 
 
-@click.group("system")
+# operating commands live in cli/ops.py, loaded only when run
+_OPS = {f: f"moorage.cli.ops:{f}_cmd" for f in ("events", "boot", "supervisor")}
+
+
+@click.group("system", cls=LazyGroup, lazy=_OPS)
 def system_group() -> None:
-    """Manage moorage: disk usage, pruning, store checks."""
+    """Manage moorage: disk usage, pruning, store checks, events, boot."""
 
 
 system_group.add_command(df_cmd, "df")

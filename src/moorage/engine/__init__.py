@@ -12,8 +12,9 @@ from moorage.store import Store, default_root, default_runroot
 
 class Engine:
     def __init__(self, root: Path | None = None, runroot: Path | None = None) -> None:
-        self.root = root or default_root()
-        self.runroot = runroot or default_runroot()
+        # absolute: conmon runs in the container's directory (where it writes ``oom``)
+        self.root = (root or default_root()).absolute()
+        self.runroot = (runroot or default_runroot()).absolute()
 
     @cached_property
     def store(self) -> Store:

@@ -81,6 +81,7 @@ def spawn(
     tty: bool,
     exit_command: list[str],
     log_args: list[str],
+    log_driver: str = "k8s-file",
 ) -> tuple[int, int]:
     """Start conmon, which creates the container (not started); returns (pid, conmon pid)."""
     layout.exit_dir.mkdir(parents=True, exist_ok=True)
@@ -100,7 +101,7 @@ def spawn(
         "--conmon-pidfile", str(layout.conmon_pidfile),
         "--socket-dir-path", str(layout.socket_dir),
         "--full-attach",
-        "-l", f"k8s-file:{layout.log_path}",
+        "-l", _log_target(log_driver, layout.log_path, cid),
         "--log-level", "error",
         *log_args,
     ]  # fmt: skip
@@ -126,6 +127,7 @@ def spawn(
             stderr=subprocess.PIPE,
             pass_fds=(w,),
             env=env,
+            cwd=layout.bundle,  # conmon marks an OOM kill with a file "oom" in its cwd
         )
         os.close(w)
         w = -1
@@ -145,6 +147,15 @@ def spawn(
         message = runtime_message(str(doc.get("message") or "container creation failed"))
         raise CreateFailed(message, conmon_pid)
     return pid, conmon_pid
+
+
+def _log_target(driver: str, path: Path, cid: str) -> str:
+    """conmon's ``-l DRIVER:PATH``: json-file is written as k8s-file (as Podman does)."""
+    if driver == "none":
+        return "none"
+    if driver == "journald":
+        return f"journald:{cid}"
+    return f"k8s-file:{path}"
 
 
 _LOGRUS_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')

@@ -172,6 +172,24 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX container_mounts_source ON container_mounts(type, source);
     """,
+    # 7: events (engine/events.py) and the last health-check results (engine/health.py).
+    """
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_nano INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        attributes TEXT NOT NULL DEFAULT '{}'  -- JSON object of strings
+    );
+    CREATE INDEX events_time ON events(time_nano);
+    CREATE TABLE health (
+        container_id TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+        status TEXT NOT NULL DEFAULT 'starting',  -- starting | healthy | unhealthy
+        failing_streak INTEGER NOT NULL DEFAULT 0,
+        log TEXT NOT NULL DEFAULT '[]'            -- the last 5 results, Docker's shape
+    );
+    """,
 ]
 
 

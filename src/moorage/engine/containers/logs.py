@@ -759,7 +759,9 @@ def parse_log_opts(opts: Sequence[str]) -> LogConfig:
             raise InvalidArgument(f"unknown log opt '{key}' for k8s-file log driver")
         values[key] = value
     max_size = None
-    if "max-size" in values:
+    if values.get("max-size") == "-1":  # Docker's "unlimited"
+        pass
+    elif "max-size" in values:
         max_size = _parse_size(values["max-size"])
         if max_size <= 0:
             raise InvalidArgument("max-size must be a positive number")

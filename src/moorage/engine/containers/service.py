@@ -18,12 +18,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from moorage.engine.containers.logdefaults import default_log_opts
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, generate, process_args
 from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop_signal
 from moorage.engine.containers.rootfs import mount_overlay, unmount
 from moorage.engine.containers.spec import ContainerSpec
 from moorage.engine.containers.users import resolve_user
+from moorage.engine.events import container_event
 from moorage.engine.images import ImageRecord, ImageService
 from moorage.errors import (
     AlreadyExists,
@@ -241,12 +243,28 @@ class ContainerService:
                 if st is not None and st.get("status") == "running":
                     self._update(rec.id, state="running", started_at=time.time())
                     return self._find_raw(rec.id)
+            if rec.spec.healthcheck:
+                _health_checks().watch(self, rec)
             return rec  # conmon still watches it: its exit file will tell
         if rec.state in ("running", "paused") and not _alive(rec.pid):
             # ended while nobody watched (conmon was killed): the code is unknown
             self.cleanup(rec.id)
+            self._restart_unwatched(rec.id)
             return self._find_raw(rec.id)
         return rec
+
+    def _restart_unwatched(self, cid: str) -> None:
+        """Its restart policy still holds: hand it to a detached ``container cleanup`` (the
+        exit command conmon would have run), whose back-off must not hold up this command."""
+        rec = self._find_raw(cid)
+        if rec is None or rec.state != "exited" or not self._should_restart(rec):
+            return
+        import subprocess
+
+        subprocess.Popen(
+            self.cleanup_command(cid), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
 
     # ---- create --------------------------------------------------------------------------
 
@@ -257,6 +275,10 @@ class ContainerService:
         process_args(spec, image_config)  # fails early with "no command specified"
         if spec.stop_signal is None and image_config.get("StopSignal"):
             spec = _replace(spec, stop_signal=image_config["StopSignal"])
+        if spec.healthcheck or image_config.get("Healthcheck"):
+            merged = _health_checks().merge(image_config.get("Healthcheck"), spec.healthcheck)
+            spec = _replace(spec, healthcheck=merged)
+        spec = _replace(spec, log_opts=default_log_opts(spec.log_opts, spec.log_driver))
         cid = os.urandom(32).hex()
         name = spec.name.removeprefix("/") or self._free_name()
         hostname = spec.hostname or cid[:12]
@@ -305,6 +327,7 @@ class ContainerService:
                     f'"{holder.id if holder else "?"}". You have to remove (or rename) that '
                     "container to be able to reuse that name."
                 ) from None
+        container_event(self.store, self._reload(cid), "create")
         return self._reload(cid)
 
     def _free_name(self) -> str:
@@ -353,6 +376,9 @@ class ContainerService:
             except BaseException:
                 self._teardown_runtime(rec.id)
                 raise
+        container_event(self.store, rec, "start")
+        if rec.spec.healthcheck:
+            _health_checks().on_start(self, self._reload(rec.id))
         return self._reload(rec.id)
 
     def _start_locked(self, rec: ContainerRecord, attach: Any) -> None:
@@ -365,18 +391,22 @@ class ContainerService:
         layout = self.layout(rec.id)
         if (runtime.state_root / rec.id).exists():
             runtime.delete(rec.id, force=True)  # a leftover from a crash would block the id
+        (layout.bundle / "oom").unlink(missing_ok=True)
         try:
             pid, conmon_pid = spawn(
                 runtime, rec.id, rec.name, layout,
                 stdin=spec.open_stdin, tty=spec.tty,
                 exit_command=self._exit_command(rec.id),
                 log_args=logmod.conmon_log_args(log_cfg.max_size),
+                log_driver=spec.log_driver,
             )  # fmt: skip
         except CreateFailed as e:
             self._update(rec.id, error=str(e), conmon_pid=0)
             raise _classify(str(e)) from None
         logmod.keep_rotated(layout.log_path, log_cfg)
-        self._update(rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="")
+        self._update(
+            rec.id, pid=pid, conmon_pid=conmon_pid, stopped_by_user=0, error="", oom_killed=0
+        )
         if attach is not None:
             attach(layout.attach_socket(rec.id))
         runtime.start(rec.id)
@@ -494,7 +524,13 @@ class ContainerService:
 
     def _finish(self, cid: str, code: int, finished: float) -> None:
         self._teardown_runtime(cid)
-        self._update(cid, state="exited", exit_code=code, finished_at=finished, pid=0)
+        oom = (self.userdata(cid) / "oom").exists()  # conmon's mark of an OOM kill
+        self._update(
+            cid, state="exited", exit_code=code, finished_at=finished, pid=0, oom_killed=int(oom)
+        )
+        if oom:
+            container_event(self.store, self._reload(cid), "oom")
+        container_event(self.store, self._reload(cid), "die", exitCode=str(code))
 
     def _teardown_runtime(self, cid: str) -> None:
         rec = self._find_raw(cid)
@@ -527,6 +563,7 @@ class ContainerService:
         sig = signal if isinstance(signal, int) else parse_stop_signal(signal)
         with contextlib.suppress(RuntimeFailure):
             self.runtime(rec).kill(rec.id, sig)
+        container_event(self.store, rec, "kill", signal=str(sig))
         return rec
 
     def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
@@ -548,6 +585,7 @@ class ContainerService:
                 runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
             self._wait_exit(rec, 10)
         self.cleanup(rec.id)
+        container_event(self.store, rec, "stop")
         return self._find_raw(rec.id) or rec  # a --rm container is gone by now
 
     def _wait_exit(self, rec: ContainerRecord, timeout: float) -> bool:
@@ -610,6 +648,9 @@ class ContainerService:
                     self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
                 self._wait_exit(rec, 10)
             self._teardown_runtime(rec.id)
+            if rec.running:  # ended here, not through cleanup: say so as Docker's rm -f does
+                container_event(self.store, rec, "kill", signal=str(int(signals.SIGKILL)))
+                container_event(self.store, rec, "die", exitCode=self._exit_code_of(rec.id))
             if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):
                 # created but never started (e.g. moor was killed mid-start): end its conmon
                 with contextlib.suppress(ProcessLookupError):
@@ -618,12 +659,21 @@ class ContainerService:
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
         return rec
 
+    def _exit_code_of(self, cid: str) -> str:
+        try:
+            return self.layout(cid).exit_file(cid).read_text().strip() or "0"
+        except FileNotFoundError:
+            return "137"
+
     def _discard(self, cid: str, *, anonymous_volumes: bool = False) -> None:
         """Forget a container whose runtime state and mounts are gone (under its lock);
         with ``anonymous_volumes`` (``rm -v``, ``--rm``), its anonymous volumes too."""
+        gone = self._find_raw(cid)
         anonymous = self.volumes.anonymous_of(cid) if anonymous_volumes else []
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+        if gone is not None:
+            container_event(self.store, gone, "destroy")
         for vol in anonymous:
             with contextlib.suppress(MoorageError):
                 self.volumes.remove(vol)
@@ -661,6 +711,7 @@ class ContainerService:
                         rec.id, state="running", conmon_pid=proc.pid, started_at=time.time(),
                         exit_code=0, stopped_by_user=0, error="",
                     )  # fmt: skip
+                container_event(self.store, rec, "start")
 
                 def send(signum: int) -> None:
                     with contextlib.suppress(ProcessLookupError):
@@ -672,6 +723,7 @@ class ContainerService:
                 failure = _runtime_error(runtime_log) if code != 0 else None
                 if failure:
                     code = _classify(failure).exit_code
+                container_event(self.store, rec, "die", exitCode=str(_status(code)))
             finally:
                 if proc is not None and proc.poll() is None:  # we failed, not the container
                     with contextlib.suppress(RuntimeFailure):
@@ -681,7 +733,7 @@ class ContainerService:
                     self._teardown_runtime(rec.id)  # runc run left no state: the rootfs etc.
                     self._discard(rec.id, anonymous_volumes=True)
                 shutil.rmtree(layout.run_dir, ignore_errors=True)
-        return code if code >= 0 else 128 - code
+        return _status(code)
 
     def rename(self, ref: str, new_name: str) -> None:
         rec = self.get(ref)
@@ -694,6 +746,7 @@ class ContainerService:
                 f'Error when allocating new name: Conflict. The container name "/{new_name}" '
                 "is already in use"
             ) from None
+        container_event(self.store, self._reload(rec.id), "rename", oldName="/" + rec.name)
 
     def pause(self, ref: str) -> None:
         rec = self.get(ref)
@@ -701,6 +754,7 @@ class ContainerService:
             raise Conflict(f"Container {rec.id} is not running")
         self.runtime(rec).pause(rec.id)
         self._update(rec.id, state="paused")
+        container_event(self.store, rec, "pause")
 
     def unpause(self, ref: str) -> None:
         rec = self.get(ref)
@@ -708,6 +762,7 @@ class ContainerService:
             raise Conflict(f"Container {rec.id} is not paused")
         self.runtime(rec).resume(rec.id)
         self._update(rec.id, state="running")
+        container_event(self.store, rec, "unpause")
 
     def prune(self) -> list[str]:
         removed = []
@@ -722,6 +777,11 @@ class ContainerService:
 
     def image_of(self, rec: ContainerRecord) -> ImageRecord:
         return self.images.get(_digest(rec.image_id))
+
+
+def _status(code: int) -> int:
+    """A Popen return code as a shell's status (128+N for signal N)."""
+    return code if code >= 0 else 128 - code
 
 
 def _digest(image_id: str) -> Any:
@@ -878,6 +938,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "Error": rec.error,
             "StartedAt": go_time(rec.started_at),
             "FinishedAt": go_time(rec.finished_at),
+            **_health(svc, rec),
         },
         "Image": rec.image_id,
         "ResolvConfPath": str(svc.userdata(rec.id) / "resolv.conf"),
@@ -894,7 +955,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         "ExecIDs": None,
         "HostConfig": {
             "Binds": list(spec.volumes) or None,
-            "LogConfig": {"Type": "k8s-file", "Config": _log_config(spec)},
+            "LogConfig": {"Type": spec.log_driver, "Config": _log_config(spec)},
             **_network_host_config(spec),
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},
             "AutoRemove": spec.auto_remove,
@@ -947,6 +1008,7 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
             "Labels": {**(image_config.get("Labels") or {}), **spec.labels},
             "StopSignal": spec.stop_signal or "SIGTERM",
             **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
+            **({"Healthcheck": spec.healthcheck} if spec.healthcheck else {}),
         },
         "NetworkSettings": svc.networks.settings(rec, image_config),
     }
@@ -978,6 +1040,23 @@ def _link_pair(link: str) -> tuple[str, str]:
     from moorage.engine.network.modes import parse_link
 
     return parse_link(link)
+
+
+def _health_checks() -> Any:
+    """engine.health, imported only for containers that have a check."""
+    from moorage.engine import health
+
+    return health
+
+
+def _health(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
+    if not rec.spec.healthcheck:
+        return {}
+    health = _health_checks()
+    if health.effective(rec.spec.healthcheck) is None:
+        return {}
+    return {"Health": health.state(svc.store.db.conn, rec.id) or {
+        "Status": "starting", "FailingStreak": 0, "Log": []}}  # fmt: skip
 
 
 def _log_config(spec: ContainerSpec) -> dict[str, str]:

@@ -74,6 +74,8 @@ class ContainerSpec:
     auto_remove: bool = False
     log_opts: tuple[str, ...] = ()
     runtime: str = "runc"
+    healthcheck: dict[str, Any] | None = None  # Docker's HealthConfig (ns durations)
+    log_driver: str = "k8s-file"  # k8s-file | json-file (written as k8s-file) | none | journald
 
     def validate(self) -> None:
         if self.name and not _NAME_RE.match(self.name):

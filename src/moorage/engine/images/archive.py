@@ -208,9 +208,9 @@ def load(images: ImageService, stream: BinaryIO) -> LoadResult:
         reader = _ArchiveReader(store)
         reader.read(stream)
         if "manifest.json" in reader.members:
-            return _load_docker(images, reader)
+            return _loaded(images, _load_docker(images, reader))
         if "index.json" in reader.members:
-            return _load_oci(images, reader)
+            return _loaded(images, _load_oci(images, reader))
         if "repositories" in reader.members:
             raise InvalidArchive(
                 "invalid image archive: legacy (pre-1.10) Docker archives without "
@@ -220,6 +220,15 @@ def load(images: ImageService, stream: BinaryIO) -> LoadResult:
             "invalid image archive: it holds neither manifest.json (docker-archive) nor "
             "index.json (OCI layout)"
         )
+
+
+def _loaded(images: ImageService, result: LoadResult) -> LoadResult:
+    from moorage.engine.events import record_event
+
+    for name in result.loaded:
+        rec = images.find(name)
+        record_event(images.store, "image", "load", str(rec.id) if rec else name, {"name": name})
+    return result
 
 
 def _load_docker(images: ImageService, reader: _ArchiveReader) -> LoadResult:
@@ -410,6 +419,12 @@ def save(
     if not names:
         raise InvalidArgument("save needs at least one image")
     selected = _select_for_save(images, names)
+    from moorage.engine.events import record_event
+    from moorage.engine.images.service import familiar
+
+    for item in selected:
+        name = familiar(item.tags[0]) if item.tags else str(item.rec.id)
+        record_event(images.store, "image", "save", str(item.rec.id), {"name": name})
     store = images.store
     writer = _TarWriter(out)
     written: set[str] = set()

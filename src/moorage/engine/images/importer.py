@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, BinaryIO
 
+from moorage.engine.events import record_event
 from moorage.engine.images.layers import layer_from_stream, manifest_for, record_image
 from moorage.errors import InvalidReference
 from moorage.oci import mediatypes as mt
@@ -68,4 +69,13 @@ def import_rootfs(
             layers=[layer],
             tags=[tag] if tag else [],
         )
+    if tag:  # as Docker: the tag, then the import named by the image id
+        record_event(store, "image", "tag", str(config_digest), {"name": _familiar(tag)})
+    record_event(store, "image", "import", str(config_digest), {"name": str(config_digest)})
     return config_digest
+
+
+def _familiar(tag: str | None) -> str:
+    from moorage.engine.images.service import familiar
+
+    return familiar(tag) if tag else ""

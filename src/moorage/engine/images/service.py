@@ -225,11 +225,19 @@ class ImageService:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {target}")
         with self.store.db.transaction() as conn:
             set_tag(conn, str(ref.with_default_tag()), rec.id, time.time())
+        _event(self.store, "tag", str(rec.id), familiar(str(ref.with_default_tag())))
         return self.get(rec.id)
 
     def remove(self, name: str, *, force: bool = False, collect: bool = True) -> list[RemoveEvent]:
         """``rmi``: untag if named by a tag and other tags remain; else delete the image.
         ``collect=False`` leaves deleting its files to the caller's one collection."""
+        image_id = str(self.resolve(name).id)
+        events = self._remove(name, force=force, collect=collect)
+        for ev in events:  # recorded once committed, so a follower woken sees them
+            _event(self.store, "untag" if ev.kind == "untagged" else "delete", image_id, ev.value)
+        return events
+
+    def _remove(self, name: str, *, force: bool, collect: bool) -> list[RemoveEvent]:
         rec = self.resolve(name)
         events: list[RemoveEvent] = []
         by_tag: str | None = None
@@ -527,3 +535,9 @@ def _docker_config(c: dict[str, Any]) -> dict[str, Any]:
         **({"StopSignal": c["StopSignal"]} if c.get("StopSignal") else {}),
         **({"Shell": c["Shell"]} if c.get("Shell") else {}),
     }
+
+
+def _event(store: Store, action: str, image_id: str, name: str) -> None:
+    from moorage.engine.events import record_event
+
+    record_event(store, "image", action, image_id, {"name": name})

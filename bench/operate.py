@@ -1,0 +1,222 @@
+"""Operating benchmarks: the health supervisor under load, ``moor stats``, ``moor events``.
+
+1. N containers (default 100) with a health check every 1 s: the supervisor's resident
+   memory (VmRSS, and PSS) and its own CPU (% of one core) over a window, the CPU its probe
+   children (``runc exec``) took, and the probe rate it achieved. Targets: RSS <= 40 MB,
+   own CPU <= 5% of one core.
+2. ``moor stats --no-stream`` for those N containers: median wall time. Target: < 1 s.
+3. ``moor events`` follow latency: the time from an event's record (its timeNano) to the
+   line a live ``moor events`` prints. Target: no polling delay (well under 100 ms).
+
+Needs root. Uses a private store in a tmp dir; every container and the supervisor it
+started are ended at the end (by pid).
+
+    python bench/operate.py [--containers 100] [--window 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import selectors
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+MOOR = str(Path(sys.executable).parent / "moor")
+BB_TAR = Path("/tmp/moorage-anchors/bb-rootfs.tar")
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+class Store:
+    def __init__(self, tmp: Path) -> None:
+        self.root = tmp / "root"
+        self.runroot = tmp / "run"
+        self.env = {**os.environ, "MOORAGE_ROOT": str(self.root),
+                    "MOORAGE_RUNROOT": str(self.runroot)}  # fmt: skip
+
+    def moor(self, *args: str) -> str:
+        p = subprocess.run([MOOR, *args], env=self.env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"moor {' '.join(args)}: {p.stderr.strip()}")
+        return p.stdout
+
+
+def _base_image(store: Store, tmp: Path) -> None:
+    tar = BB_TAR
+    if not tar.exists():
+        tar = tmp / "bb.tar"
+        subprocess.run([str(REPO / "scripts" / "base-images"), "busybox", "--tar", str(tar)],
+                       check=True, env={**os.environ, "MOOR": MOOR})  # fmt: skip
+    store.moor("import", "-c", 'CMD ["sh"]', str(tar), "bb:1")
+
+
+def _cpu_ticks(pid: int) -> tuple[int, int]:
+    """(own utime+stime, waited-for children's cutime+cstime) in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    f = stat[stat.rfind(")") + 2 :].split()
+    return int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+
+
+def _mem_kb(pid: int) -> tuple[int, int]:
+    rss = pss = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                pss = int(line.split()[1])
+    return rss, pss
+
+
+def _watchdog_pids(runroot: Path) -> list[int]:
+    """The supervisor's watchdog shell and the flock it waits in."""
+    lock = str(runroot / "supervisor.lock").encode()
+    shells = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (p / "cmdline").read_bytes().split(b"\0")
+                if b"moorage-supervisor-watchdog" in argv and lock in argv:
+                    shells.append(int(p.name))
+    kids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (p / "stat").read_text()
+                if int(stat[stat.rfind(")") + 2 :].split()[1]) in shells:
+                    kids.append(int(p.name))
+    return shells + kids
+
+
+def bench_supervisor(store: Store, n: int, window: float) -> None:
+    t0 = time.monotonic()
+    for i in range(n):
+        store.moor("run", "-d", "--name", f"hc{i}", "--health-cmd", "true",
+                   "--health-interval", "1s", "bb:1", "sleep", "3600")  # fmt: skip
+    print(f"started {n} health-checked containers in {time.monotonic() - t0:.1f} s")
+    pid = int((store.runroot / "supervisor.lock").read_text().strip())
+    time.sleep(3)  # let every container reach its first checks
+    own0, kids0 = _cpu_ticks(pid)
+    w0 = time.monotonic()
+    peak_rss = 0
+    samples = []
+    while time.monotonic() - w0 < window:
+        rss, pss = _mem_kb(pid)
+        peak_rss = max(peak_rss, rss)
+        samples.append((rss, pss))
+        time.sleep(1)
+    own1, kids1 = _cpu_ticks(pid)
+    elapsed = time.monotonic() - w0
+    own_pct = (own1 - own0) / HZ / elapsed * 100
+    kids_pct = (kids1 - kids0) / HZ / elapsed * 100
+    rss, pss = samples[-1]
+    helpers = _watchdog_pids(store.runroot)
+    helper_rss = sum(_mem_kb(p)[0] for p in helpers)
+    # the achieved probe rate: mean gap between the last results of each container
+    conn = sqlite3.connect(store.root / "moorage.db")
+    gaps = []
+    from datetime import datetime
+
+    for (log,) in conn.execute("SELECT log FROM health"):
+        starts = [datetime.fromisoformat(e["Start"].replace("Z", "+00:00")).timestamp()
+                  for e in json.loads(log)]  # fmt: skip
+        gaps += [b - a for a, b in itertools.pairwise(starts)]
+    conn.close()
+    rate = n / statistics.mean(gaps) if gaps else 0.0
+    print(f"supervisor (pid {pid}), {n} containers, checks every 1 s, {elapsed:.0f} s window:")
+    print(f"  memory: VmRSS {rss / 1024:.1f} MB (peak {peak_rss / 1024:.1f} MB), "
+          f"PSS {pss / 1024:.1f} MB   target <= 40 MB")  # fmt: skip
+    print(f"  watchdog (sh + flock, {len(helpers)} procs): VmRSS {helper_rss / 1024:.1f} MB; "
+          f"total {(rss + helper_rss) / 1024:.1f} MB")  # fmt: skip
+    print(f"  own CPU: {own_pct:.1f}% of one core   target <= 5%")
+    print(f"  probe children (runc exec) CPU: {kids_pct:.0f}% of one core")
+    print(f"  probes: {rate:.0f}/s achieved (mean gap {statistics.mean(gaps):.2f} s; "
+          f"asked {n}/s)" if gaps else "  probes: none recorded")  # fmt: skip
+
+
+def bench_stats(store: Store, n: int, runs: int) -> None:
+    times = []
+    for _ in range(runs):
+        t = time.monotonic()
+        out = store.moor("stats", "--no-stream")
+        times.append(time.monotonic() - t)
+    rows = len(out.splitlines()) - 1
+    print(f"  moor stats --no-stream, {rows} containers: median {statistics.median(times):.2f} s "
+          f"(min {min(times):.2f}, max {max(times):.2f}; {runs} runs)   target < 1 s")  # fmt: skip
+
+
+def bench_events(store: Store, count: int) -> None:
+    proc = subprocess.Popen([MOOR, "events", "--format", "json", "--filter", "type=image"],
+                            env=store.env, stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    latencies = []
+    try:
+        time.sleep(1.0)
+        for i in range(count):
+            store.moor("tag", "bb:1", f"bb:t{i}")
+            if not sel.select(timeout=5):
+                print("  events: no line within 5 s")
+                return
+            line = proc.stdout.readline()
+            got = time.time_ns()
+            ev = json.loads(line)
+            latencies.append((got - ev["timeNano"]) / 1e6)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait()
+    print(f"moor events follow latency ({count} events): median "
+          f"{statistics.median(latencies):.1f} ms, max {max(latencies):.1f} ms "
+          "(record -> printed line)")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--containers", type=int, default=100)
+    ap.add_argument("--window", type=float, default=20.0)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="moor-operate-") as d:
+        store = Store(Path(d))
+        _base_image(store, Path(d))
+        try:
+            bench_events(store, 20)
+            ids = [store.moor("run", "-d", "bb:1", "sleep", "3600").strip()
+                   for _ in range(args.containers)]  # fmt: skip
+            print(f"{args.containers} plain containers (no health checks):")
+            bench_stats(store, args.containers, args.runs)
+            store.moor("rm", "-f", *ids)
+            bench_supervisor(store, args.containers, args.window)
+            print("while the supervisor probes them:")
+            bench_stats(store, args.containers, args.runs)
+        finally:
+            ids = store.moor("ps", "-aq").split()
+            if ids:
+                subprocess.run([MOOR, "rm", "-f", *ids], env=store.env, capture_output=True)
+            # SIGTERM is an ordinary end: its watchdog goes too (wait for both before the
+            # store is removed under them)
+            with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+                pid = int((store.runroot / "supervisor.lock").read_text().strip())
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if str(store.runroot).encode() in cmd:
+                    os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 15
+            while _watchdog_pids(store.runroot) and time.monotonic() < deadline:
+                time.sleep(0.2)
+
+
+if __name__ == "__main__":
+    main()

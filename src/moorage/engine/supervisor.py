@@ -1,0 +1,333 @@
+"""The host-wide health supervisor, and ``moor system boot``.
+
+Not a Docker-style daemon: it holds no container's stdio (conmon does) and owns no state that
+the store does not have. ``moor run``/``start`` of a health-checked container starts it (see
+``health.ensure_supervisor``); it exits when no running container needs it, and any ``moor``
+command that looks at a health-checked container starts it again if it was killed. One
+instance per run root, held by a lock on ``RUNROOT/supervisor.lock``.
+
+One thread, one ``select`` loop: probes run as ``runc exec`` children whose output pipes it
+watches; results are written in one transaction per wakeup. It imports no click and none of
+the engine's container code, so it stays small (``python -m moorage.engine.supervisor``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moorage.engine import health
+from moorage.engine.events import record_event
+
+IDLE_EXIT = 5.0
+"""Seconds without any health-checked container before the supervisor exits."""
+
+RESCAN = 5.0
+"""Re-read the containers at least this often (besides whenever the database changed)."""
+
+
+@dataclass
+class _Target:
+    cid: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    cfg: health.HealthConfig
+    started_at: float
+    pid: int
+    runtime: str
+    run_dir: Path
+    due: float
+    probe: health.Probe | None = None
+
+
+class _Store:
+    """What ``record_event`` needs, without opening the engine's Store."""
+
+    def __init__(self, db: Any, runroot: Path) -> None:
+        self.db = db
+        self.runroot = runroot
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
+class Supervisor:
+    def __init__(self, root: Path, runroot: Path) -> None:
+        from moorage.store.metadata import Metadata
+
+        self.root = root
+        self.runroot = runroot
+        self.db = Metadata(root / "moorage.db")
+        self.store = _Store(self.db, runroot)
+        self.targets: dict[str, _Target] = {}
+        self.data_version = -1
+        self.last_scan = 0.0
+        self.runtimes: dict[str, tuple[str, list[str]]] = {}
+        self.stopping = False
+
+    def _runtime(self, name: str) -> tuple[str, list[str]]:
+        if name not in self.runtimes:
+            from moorage.runtime import get_runtime
+
+            rt = get_runtime(name, self.runroot / "runtime")
+            self.runtimes[name] = (rt.path, rt.global_args())
+        return self.runtimes[name]
+
+    def scan(self, now: float) -> None:
+        """Re-read the running containers when the database changed (or every RESCAN s)."""
+        version = self.db.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self.data_version and now - self.last_scan < RESCAN:
+            return
+        self.data_version = version
+        self.last_scan = now
+        rows = self.db.conn.execute(
+            "SELECT id, name, image_ref, spec, started_at, pid FROM containers "
+            "WHERE state = 'running'"
+        ).fetchall()
+        seen = set()
+        for cid, name, image, spec_json, started_at, pid in rows:
+            old = self.targets.get(cid)
+            if old is not None and old.started_at == started_at and old.pid == pid:
+                seen.add(cid)
+                continue
+            spec = json.loads(spec_json)
+            cfg = health.effective(spec.get("healthcheck"))
+            if cfg is None or not started_at:
+                continue
+            seen.add(cid)
+            if old is not None and old.probe is not None:
+                self._abandon(old)
+            self.targets[cid] = _Target(
+                cid=cid, name=name, image=image, labels=dict(spec.get("labels") or {}), cfg=cfg,
+                started_at=started_at, pid=pid, runtime=spec.get("runtime") or "runc",
+                run_dir=self.runroot / "containers" / cid,
+                due=max(now, started_at + cfg.interval / health.NS),
+            )  # fmt: skip
+        for cid in list(self.targets):
+            if cid not in seen:
+                t = self.targets.pop(cid)
+                if t.probe is not None:
+                    self._abandon(t)
+
+    def _abandon(self, t: _Target) -> None:
+        assert t.probe is not None
+        t.probe.kill()
+        t.probe.proc.wait()
+        if t.probe.proc.stdout is not None:
+            t.probe.proc.stdout.close()
+        t.probe = None
+
+    def launch(self, now: float) -> None:
+        for t in self.targets.values():
+            if t.probe is not None or t.due > now:
+                continue
+            if not _alive(t.pid):
+                t.due = now + t.cfg.interval / health.NS
+                continue
+            path, args = self._runtime(t.runtime)
+            try:
+                t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg)
+            except OSError:
+                t.due = now + t.cfg.interval / health.NS
+
+    def step(self, timeout: float) -> None:
+        """Wait for output, an exit or a deadline; record what finished."""
+        now = time.time()
+        waiting = [t for t in self.targets.values() if t.probe is not None]
+        due = [t.due for t in self.targets.values() if t.probe is None]
+        due += [t.probe.deadline for t in waiting if t.probe is not None]
+        wait = min([timeout, *(d - now for d in due)])
+        fds = {t.probe.proc.stdout.fileno(): t for t in waiting if t.probe and t.probe.proc.stdout}
+        if fds:  # poll, not select: no limit on the fd numbers of many probes
+            poller = select.poll()
+            for fd in fds:
+                poller.register(fd, select.POLLIN | select.POLLHUP)
+            ready = [fd for fd, _ in poller.poll(max(wait, 0) * 1000)]
+        else:
+            time.sleep(max(wait, 0))
+            ready = []
+        finished: list[tuple[_Target, dict[str, Any]]] = []
+        now = time.time()
+        for fd in ready:
+            t = fds[fd]
+            assert t.probe is not None
+            if not t.probe.read():
+                t.probe.proc.wait()
+                finished.append((t, t.probe.result(now)))
+        for t in waiting:
+            p = t.probe
+            if p is None or any(t is f for f, _ in finished):
+                continue
+            if now >= p.deadline:
+                p.kill()
+                p.proc.wait()
+                finished.append((t, p.result(now)))
+        if not finished:
+            return
+        changes = []
+        with self.db.transaction() as conn:
+            for t, result in finished:
+                assert t.probe is not None
+                if t.probe.proc.stdout is not None:
+                    t.probe.proc.stdout.close()
+                t.probe = None
+                t.due = now + t.cfg.interval / health.NS
+                exists = conn.execute("SELECT 1 FROM containers WHERE id = ?", (t.cid,))
+                if exists.fetchone() is None:
+                    continue
+                before, after = health.apply_result(conn, t.cid, t.cfg, t.started_at, result)
+                if before != after:
+                    changes.append((t, after))
+        for t, after in changes:
+            attrs = {**t.labels, "image": t.image, "name": t.name}
+            record_event(self.store, "container", f"health_status: {after}", t.cid, attrs)
+
+    def run(self) -> int:
+        idle_since: float | None = None
+        while not self.stopping:
+            now = time.time()
+            self.scan(now)
+            if not self.targets:
+                idle_since = idle_since or now
+                if now - idle_since >= IDLE_EXIT:
+                    return 0
+            else:
+                idle_since = None
+            self.launch(now)
+            self.step(1.0)
+        for t in self.targets.values():
+            if t.probe is not None:
+                self._abandon(t)
+        return 0
+
+
+@contextlib.contextmanager
+def _locked(runroot: Path) -> Iterator[int | None]:
+    fd = os.open(health.supervisor_lock(runroot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield None
+            return
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def ended_marker(runroot: Path) -> Path:
+    return runroot / "supervisor.ended"
+
+
+def _spawn_watchdog(root: Path, runroot: Path) -> None:
+    """A tiny shell that waits (no polling: ``flock`` blocks) until this supervisor lets go
+    of its lock and, unless it ended on purpose (the marker), starts a new one: kill -9 of
+    the supervisor costs a second of checks, not all of them until someone looks."""
+    import shutil
+    import subprocess
+
+    flock = shutil.which("flock")
+    if flock is None:
+        return
+    lock = str(health.supervisor_lock(runroot))
+    script = (
+        'flock "$1" true; [ -e "$2" ] && exit 0; sleep 1; '
+        'exec "$3" -m moorage.engine.supervisor "$4" "$5"'
+    )
+    subprocess.Popen(
+        ["/bin/sh", "-c", script, "moorage-supervisor-watchdog", lock,
+         str(ended_marker(runroot)), sys.executable, str(root), str(runroot)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True, cwd="/",
+    )  # fmt: skip
+
+
+def main(root: Path, runroot: Path) -> int:
+    """Supervise until idle. Exits 0 at once when another supervisor holds the lock."""
+    sup: Supervisor | None = None
+
+    def stop(*_: Any) -> None:
+        if sup is not None:
+            sup.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    marker = ended_marker(runroot)
+    if not (root / "moorage.db").exists() or not runroot.is_dir():
+        return 0  # the store is gone (removed meanwhile): nothing to supervise
+    while True:
+        with _locked(runroot) as fd:
+            if fd is None:
+                return 0
+            marker.unlink(missing_ok=True)
+            _spawn_watchdog(root, runroot)
+            try:
+                sup = sup or Supervisor(root, runroot)
+                code = sup.run()
+            finally:
+                # an end it saw coming (idle, told to stop, or even an error): the watchdog
+                # must not start another; only a kill it could not see does that
+                with contextlib.suppress(OSError):
+                    marker.touch()
+            if sup.stopping:
+                return code
+        # the lock is released: a command that started a container just before it was saw
+        # it held and started nobody; look once more, now that a new one could start
+        sup.data_version = -1
+        sup.scan(time.time())
+        if not sup.targets:
+            return code
+
+
+def boot(svc: Any) -> Iterator[str]:
+    """``moor system boot``: after a host restart, start every ``always`` container and
+    every ``unless-stopped`` one a user did not stop; yields the names started (and errors).
+    Listing the containers first records how the ones the restart killed ended."""
+    from moorage.engine.containers.parse import parse_restart
+    from moorage.errors import MoorageError
+
+    rows = svc.store.db.conn.execute(
+        "SELECT id FROM containers WHERE state IN ('running', 'paused', 'created') "
+        "AND conmon_pid != 0"
+    ).fetchall()
+    for (cid,) in rows:
+        if not (svc.run_dir / cid).exists():
+            # its run state is gone with the old boot: the pids recorded are not its any
+            # more (a new process may have any of them), so forget them before looking
+            svc._update(cid, pid=0, conmon_pid=0)
+            svc.cleanup(cid)  # records it ended (137: nobody saw how) and unmounts it
+    for rec in reversed(svc.ls()):  # oldest first, as they were created
+        policy, _ = parse_restart(rec.spec.restart)
+        if rec.running or policy not in ("always", "unless-stopped"):
+            continue
+        if policy == "unless-stopped" and rec.stopped_by_user:
+            continue
+        try:
+            svc.start(rec.id)
+        except MoorageError as e:
+            yield f"Error: {rec.name}: {e}"
+            continue
+        yield rec.name
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2])))
