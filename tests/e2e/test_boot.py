@@ -58,7 +58,11 @@ def test_boot_starts_always_and_unless_stopped(moor: Moor, bb: str) -> None:
         for d in Path("/sys/fs/cgroup").glob(f"*/moorage/{cid}"):
             d.rmdir()
     with open("/proc/mounts") as f:
-        mounts = [ln.split()[1] for ln in f if ln.split()[1].startswith(str(moor.root))]
+        mounts = [
+            ln.split()[1]
+            for ln in f
+            if ln.split()[1].startswith((str(moor.root), str(moor.runroot)))  # netns binds too
+        ]
     for m in reversed(mounts):
         subprocess.run(["umount", "-l", m], check=True)
     shutil.rmtree(moor.runroot)

@@ -15,7 +15,7 @@ from tests.conftest import Moor
 
 
 def test_stats_no_stream(moor: Moor, bb: str) -> None:
-    moor("run", "-d", "--name", "busy", "-m", "64m", "bb:1", "sh", "-c",
+    moor("run", "-d", "--name", "busy", "--network", "none", "-m", "64m", "bb:1", "sh", "-c",
          "dd if=/dev/zero of=/tmp/f bs=1M count=8 2>/dev/null; while :; do :; done")  # fmt: skip
     moor("run", "-d", "--name", "idle", "bb:1", "sleep", "1000")
     moor("create", "--name", "stopped", "bb:1", "true")
