@@ -51,8 +51,8 @@ def gc(root: Path, *args: str) -> str:
 
 
 def age_everything(root: Path) -> None:
-    for dirpath, _, names in os.walk(root):
-        for n in names:
+    for dirpath, dirs, names in os.walk(root):
+        for n in names + dirs:
             os.utime(os.path.join(dirpath, n), (1000, 1000))
 
 

@@ -28,7 +28,6 @@ from moorage.registry.driver import DriverNotFound
 from moorage.registry.fsdriver import FilesystemDriver
 from moorage.registry.storage import RegistryStorage
 
-
 UPLOAD_IDLE = 600  # an upload is abandoned after this long without a write (or --grace)
 
 
