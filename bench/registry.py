@@ -16,7 +16,7 @@ Needs root, wrk, docker-registry and a Docker daemon (../shared/tools/start-anch
 server it starts listens on a free loopback port and is stopped at the end; Docker images it
 makes are tagged `mbench-registry-*` and removed.
 
-    python bench/registry.py [--runs 3] [--size-mb 200] [--workers 2]
+    python bench/registry.py [--runs 3] [--push-runs 5] [--size-mb 200] [--workers 2]
 """
 
 from __future__ import annotations
@@ -204,6 +204,7 @@ def upload_blob(host: str, repo: str, path: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--push-runs", type=int, default=5, help="docker push runs per registry")
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2, help="moor registry serve --workers")
     ap.add_argument("--secs", type=int, default=5, help="seconds per wrk measure")
@@ -235,8 +236,8 @@ def serve_bench(work: Path, image: str, args: argparse.Namespace) -> list[str]:
         for _ in range(args.size_mb):
             f.write(os.urandom(1 << 20))
     push_times: dict[str, list[float]] = {"moor": [], "dist": []}
-    for run in range(args.runs):
-        for kind in ("dist", "moor"):
+    for run in range(args.push_runs):
+        for kind in ("dist", "moor") if run % 2 == 0 else ("moor", "dist"):
             root = work / f"{kind}-push-{run}"
             cm = distribution(root) if kind == "dist" else moor_registry(root, args.workers)
             with cm as host:

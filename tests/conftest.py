@@ -160,10 +160,17 @@ def start_registry(root: Path, *args: str, port: int = 0) -> RegistryServer:
     import re
     import select
 
+    def die_with_pytest() -> None:  # even when pytest itself is killed
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
     proc = subprocess.Popen(
         [MOOR, "registry", "serve", "--addr", f"127.0.0.1:{port}", "--root", str(root), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=die_with_pytest,
     )
     assert proc.stderr is not None
     line = b""

@@ -51,8 +51,8 @@ def gc(root: Path, *args: str) -> str:
 
 
 def age_everything(root: Path) -> None:
-    for dirpath, _, names in os.walk(root):
-        for n in names:
+    for dirpath, dirs, names in os.walk(root):
+        for n in names + dirs:
             os.utime(os.path.join(dirpath, n), (1000, 1000))
 
 
@@ -115,7 +115,17 @@ def test_racing_pushes_never_lose_a_blob(registry: RegistryServer) -> None:
     accepted: list[tuple[str, bytes]] = []
     refused = 0
 
+    errors: list[BaseException] = []
+
     def pusher() -> None:
+        try:
+            push_all()
+        except BaseException as e:
+            errors.append(e)
+        finally:
+            stop.set()
+
+    def push_all() -> None:
         nonlocal refused
         with httpx.Client(base_url=registry.url, timeout=30) as c:
             for i in range(40):
@@ -129,15 +139,15 @@ def test_racing_pushes_never_lose_a_blob(registry: RegistryServer) -> None:
                 else:
                     assert r.json()["errors"][0]["code"] == "MANIFEST_BLOB_UNKNOWN"
                     refused += 1
-        stop.set()
 
     t = threading.Thread(target=pusher)
     t.start()
     runs = 0
-    while not stop.is_set():
+    while not stop.is_set() and runs < 200:
         gc(root, "--grace", "0")
         runs += 1
-    t.join()
+    t.join(60)
+    assert not errors, errors
     gc(root, "--grace", "0")
     assert runs >= 1 and accepted
     with httpx.Client(base_url=registry.url) as c:
@@ -147,3 +157,15 @@ def test_racing_pushes_never_lose_a_blob(registry: RegistryServer) -> None:
             for desc in [doc["config"], *doc["layers"]]:
                 r = c.get(f"/v2/race/blobs/{desc['digest']}")
                 assert r.status_code == 200 and sha(r.content) == desc["digest"]
+
+
+def test_abandoned_uploads_go_recent_ones_stay(registry: RegistryServer) -> None:
+    with httpx.Client(base_url=registry.url) as c:
+        old = c.post("/v2/up/blobs/uploads/").headers["Location"]
+        c.patch(old, content=b"abandoned")
+        age_everything(registry.root)
+        recent = c.post("/v2/up/blobs/uploads/").headers["Location"]
+        out = gc(registry.root, "--grace", "0")
+        assert f"removed upload {old.rsplit('/', 1)[1]}" in out
+        assert c.get(old).status_code == 404
+        assert c.get(recent).status_code == 204

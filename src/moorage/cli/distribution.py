@@ -173,24 +173,59 @@ def search_cmd(
         domain, words = first, rest
     else:
         domain, words = "docker.io", term
-    client = RegistryClient(
-        domain, tls_verify=_tls(tls_verify), credentials=credentials.lookup(domain)
-    )
-    try:
-        names = client.catalog()
-    finally:
-        client.close()
-    rows = [
-        {
-            "Name": f"{domain}/{n}",
-            "Description": "",
-            "StarCount": "0",
-            "IsOfficial": "",
-            "IsAutomated": "",
-        }
-        for n in names
-        if words.lower() in n.lower()
-    ][:limit]
+    rows: list[dict[str, str]]
+    if domain == "docker.io":
+        rows = _hub_search(words, limit)
+    else:
+        client = RegistryClient(
+            domain, tls_verify=_tls(tls_verify), credentials=credentials.lookup(domain)
+        )
+        try:
+            names = client.catalog()
+        finally:
+            client.close()
+        rows = [
+            {
+                "Name": f"{domain}/{n}",
+                "Description": "",
+                "StarCount": "0",
+                "IsOfficial": "",
+                "IsAutomated": "",
+            }
+            for n in names
+            if words.lower() in n.lower()
+        ][:limit]
+    if not no_trunc:
+        for row in rows:
+            d = row["Description"]
+            row["Description"] = d if len(d) <= 45 else d[:44] + "…"
     table = "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}\t{{.IsAutomated}}"
     headers = {"StarCount": "STARS", "IsOfficial": "OFFICIAL", "IsAutomated": "AUTOMATED"}
     click.echo(format_list(rows, fmt, default_table=table, headers=headers), nl=False)
+
+
+def _hub_search(term: str, limit: int) -> list[dict[str, str]]:
+    """Docker Hub's search API (``index.docker.io/v1/search``): Docker Hub has no catalog."""
+    import httpx
+
+    from moorage.distribution.client import RegistryUnavailable
+
+    try:
+        resp = httpx.get(
+            "https://index.docker.io/v1/search", params={"q": term, "n": limit}, timeout=15
+        )
+        resp.raise_for_status()
+        results = resp.json().get("results") or []
+    except (httpx.HTTPError, ValueError) as e:
+        raise RegistryUnavailable(f"cannot search Docker Hub: {e}") from None
+    return [
+        {
+            "Name": str(r.get("name", "")),
+            "Description": str(r.get("description") or ""),
+            "StarCount": str(r.get("star_count", 0)),
+            "IsOfficial": "[OK]" if r.get("is_official") else "",
+            "IsAutomated": "[OK]" if r.get("is_automated") else "",
+        }
+        for r in results[:limit]
+        if isinstance(r, dict)
+    ]

@@ -15,6 +15,10 @@ class DriverNotFound(KeyError):
     """The key does not exist."""
 
 
+class DriverBusy(Exception):
+    """Another writer is appending to the object."""
+
+
 class Appender(Protocol):
     """An append-only object being written (an upload in progress)."""
 
@@ -53,10 +57,14 @@ class StorageDriver(Protocol):
         """A reader positioned at ``offset``; DriverNotFound if absent."""
 
     def appender(self, key: str) -> Appender:
-        """Append to the object (created empty if absent)."""
+        """Append to the object (created empty if absent); DriverBusy if another appender
+        is writing it."""
 
     def move(self, src: str, dst: str) -> None:
         """Atomically make ``dst`` hold what ``src`` held (durably), and drop ``src``."""
 
     def local_path(self, key: str) -> Path | None:
         """A filesystem path to serve the object from with sendfile, when there is one."""
+
+    def in_use(self, key: str) -> bool:
+        """Whether an appender is writing the object now (the GC keeps it)."""

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from moorage.registry.driver import DriverNotFound
+from moorage.registry.driver import DriverBusy, DriverNotFound
 
 
 class _FileAppender:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:  # held while writing: the GC leaves an upload in progress alone
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            raise DriverBusy(str(path)) from None
         self.size = os.fstat(self._fd).st_size
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -143,3 +149,17 @@ class FilesystemDriver:
 
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
+
+    def in_use(self, key: str) -> bool:
+        """Whether an appender is writing ``key`` now (in any process)."""
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | os.O_CLOEXEC)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False

@@ -8,9 +8,11 @@ swept, even once its own revision was deleted. The race with pushes is closed in
   reachable (finishing an upload, a mount, a manifest PUT, which checks its blobs exist)
   holds it shared; just before deleting, the sweep marks again from the revisions written
   since the mark began, so a manifest put during the mark keeps its blobs;
-* blobs and uploads written or used (HEAD, mount, referenced by a PUT) within ``grace``
-  seconds of the start are kept: a client that has just uploaded or checked a blob and is
-  about to put the manifest naming it does not find it gone.
+* blobs written or used (HEAD, mount, referenced by a PUT) within ``grace`` seconds of the
+  start are kept: a client that has just uploaded or checked a blob and is about to put the
+  manifest naming it does not find it gone. Uploads are removed only when no request is
+  writing them (they are flocked meanwhile) and they were idle for ``grace`` seconds, and at
+  least ten minutes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from pathlib import Path
 from moorage.registry.driver import DriverNotFound
 from moorage.registry.fsdriver import FilesystemDriver
 from moorage.registry.storage import RegistryStorage
+
+UPLOAD_IDLE = 600  # an upload is abandoned after this long without a write (or --grace)
 
 
 @dataclass
@@ -105,11 +109,15 @@ def collect(root: Path, *, dry_run: bool = False, grace: float = 3600) -> Regist
                     if h in gone:
                         driver.delete(f"repos/{repo}/_blobs/{h}")
         for uid in driver.list("uploads"):
-            try:
-                used = max(driver.mtime(f"uploads/{uid}/data"), driver.mtime(f"uploads/{uid}/repo"))
-            except DriverNotFound:
-                used = 0.0
-            if used < cutoff:
+            if driver.in_use(f"uploads/{uid}/data"):
+                continue
+            used = 0.0
+            for part in ("", "/data", "/repo"):  # a new upload may have no files yet
+                try:
+                    used = max(used, driver.mtime(f"uploads/{uid}{part}"))
+                except DriverNotFound:
+                    continue
+            if used < start - max(grace, UPLOAD_IDLE):
                 res.uploads.append(uid)
                 if not dry_run:
                     driver.delete(f"uploads/{uid}")

@@ -30,7 +30,7 @@ from moorage.errors import MoorageError, Unsupported
 from moorage.oci import mediatypes as mt
 from moorage.oci.digest import Digest
 from moorage.oci.manifest import ImageIndex, ImageManifest, parse_manifest
-from moorage.registry.driver import Appender, DriverNotFound, StorageDriver
+from moorage.registry.driver import Appender, DriverBusy, DriverNotFound, StorageDriver
 from moorage.registry.errors import RegistryError
 
 MAX_MANIFEST_SIZE = 4 * 2**20
@@ -192,7 +192,12 @@ class RegistryStorage:
         h = self._hashes.pop(up.uid, None)
         if h is not None and h[1] != up.size:
             h = None
-        w = self.driver.appender(f"uploads/{up.uid}/data")
+        try:
+            w = self.driver.appender(f"uploads/{up.uid}/data")
+        except DriverBusy:
+            raise RegistryError(
+                "BLOB_UPLOAD_INVALID", "another request is writing this upload"
+            ) from None
         if w.size != up.size:
             w.close()
             raise RegistryError("RANGE_INVALID", "the upload changed under this request")
@@ -226,12 +231,13 @@ class RegistryStorage:
             )
         with self.writing():
             key = self.blob_key(expected)
-            if self.driver.exists(key):
-                self.driver.touch(key)
-                self.driver.delete(f"uploads/{up.uid}")
-            else:
-                self.driver.move(f"uploads/{up.uid}/data", key)
-                self.driver.delete(f"uploads/{up.uid}")
+            try:
+                if not self.driver.exists(key):
+                    self.driver.move(f"uploads/{up.uid}/data", key)
+                self.driver.touch(key)  # new to the GC, however long the upload took
+            except DriverNotFound:
+                raise RegistryError("BLOB_UPLOAD_UNKNOWN", f"upload {up.uid} is gone") from None
+            self.driver.delete(f"uploads/{up.uid}")
             self.link_blob(up.name, expected)
 
     def cancel_upload(self, up: Upload) -> None:
