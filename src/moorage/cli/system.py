@@ -185,10 +185,14 @@ def check_cmd(ctx: click.Context, repair: bool, quiet: bool) -> None:
 
 @click.group("system")
 def system_group() -> None:
-    """Manage moorage: disk usage, pruning, store checks."""
+    """Manage moorage: disk usage, pruning, store checks, the API service."""
 
 
 system_group.add_command(df_cmd, "df")
 system_group.add_command(system_prune_cmd, "prune")
 system_group.add_command(check_cmd, "check")
 system_group.add_command(info_cmd, "info")
+
+from moorage.cli.service import service_cmd  # noqa: E402
+
+system_group.add_command(service_cmd, "service")
