@@ -34,7 +34,7 @@ from moorage.api.streams import (
     stream_no,
 )
 from moorage.engine.containers.service import ContainerRecord
-from moorage.errors import Conflict, InvalidArgument, NotFound
+from moorage.errors import Conflict, InvalidArgument, MoorageError, NotFound
 
 ARCHIVE_LIMIT = int(os.environ.get("MOORAGE_API_MAX_UPLOAD", str(64 << 30)))
 _CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
@@ -151,7 +151,13 @@ async def start(request: web.Request) -> web.StreamResponse:
         raise NotModified("container already started")
     if rec.state == "paused":
         raise Conflict(f"cannot start a paused container {rec.name}, try unpause instead")
-    await _monitor(request).start(rec.id)
+    try:
+        await _monitor(request).start(rec.id)
+    except MoorageError:
+        if rec.spec.auto_remove:  # as Docker: an AutoRemove container that cannot start goes
+            with contextlib.suppress(MoorageError):
+                await _backend(request).call(lambda ctx: ctx.containers.remove(rec.id, force=True))
+        raise
     return web.Response(status=204)
 
 
@@ -293,8 +299,8 @@ async def _wait_for(request: web.Request, rec: ContainerRecord, condition: str) 
         found = await backend.call(lambda ctx: ctx.containers.find(cid))
         if found is None:
             watch = current()
-            if watch is not None and watch.done.done():
-                return watch.done.result()
+            if watch is not None:  # its watcher removed it: the code comes with the watch
+                return await asyncio.shield(watch.done)
             return code
         rec = found
         code = rec.exit_code
@@ -420,7 +426,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 return taken
         if not want_stream:
             return taken
-        sock = await _attach_socket(request, rec, conn)
+        try:
+            sock = await _attach_socket(request, rec, conn)
+        except (MoorageError, OSError):  # the start failed: its caller reports why
+            return taken
         if sock is None:
             return taken
         await _relay(sock, conn, encode, stdin=want_in, tty=tty)

@@ -237,15 +237,17 @@ async def _run_attached(
     pipe = asyncio.subprocess.PIPE
     slave = -1
     if tty:
-        # runc relays between its stdio and the exec's terminal; our pty only gives it a
-        # terminal whose size it copies (on start and on SIGWINCH)
+        # runc relays between the exec's terminal and its own stdio, which is this pty: its
+        # size is what runc copies (on start and on SIGWINCH)
         rec.pty, slave = os.openpty()
         rows, cols = rec.size or (24, 80)
         _set_size(rec.pty, rows, cols)
-    stdin = pipe if rec.attach_stdin else asyncio.subprocess.DEVNULL
+        os.set_blocking(rec.pty, False)
+    stdin: int = pipe if rec.attach_stdin else asyncio.subprocess.DEVNULL
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, rec.container_id, stdin=stdin, stdout=pipe,
+            *argv, rec.container_id,
+            stdin=slave if tty else stdin, stdout=slave if tty else pipe,
             stderr=slave if tty else pipe,
         )  # fmt: skip
     finally:
@@ -253,6 +255,22 @@ async def _run_attached(
             os.close(slave)
     rec.runtime_pid = proc.pid
     rec.running = True
+    loop = asyncio.get_running_loop()
+    master_out: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def on_master() -> None:
+        try:
+            data = os.read(rec.pty, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every slave side closed, runc is gone
+            data = b""
+        if not data:
+            loop.remove_reader(rec.pty)
+        master_out.put_nowait(data)
+
+    if tty:
+        loop.add_reader(rec.pty, on_master)
 
     async def pump(reader: asyncio.StreamReader | None, stream: int, wanted: bool) -> None:
         if reader is None:
@@ -261,7 +279,24 @@ async def _run_attached(
             if wanted and not await conn.write(data if tty else frame(stream, data)):
                 return
 
+    async def pump_pty() -> None:
+        while data := await master_out.get():
+            if rec.attach_stdout and not await conn.write(data):
+                return
+
     async def feed() -> None:
+        if tty and rec.attach_stdin:
+            while (data := await conn.read()) is not None:
+                view = memoryview(data)
+                while view:
+                    try:
+                        view = view[os.write(rec.pty, view) :]
+                    except BlockingIOError:
+                        await asyncio.sleep(0.01)
+                    except OSError:
+                        return
+            await conn.closed.wait()
+            return
         if proc.stdin is None:
             await conn.closed.wait()
             return
@@ -273,10 +308,13 @@ async def _run_attached(
             proc.stdin.close()
         await conn.closed.wait()
 
-    outputs = asyncio.gather(
-        pump(proc.stdout, STDOUT, rec.attach_stdout),
-        pump(proc.stderr, STDERR, rec.attach_stderr),
-    )
+    if tty:
+        outputs = asyncio.gather(pump_pty())
+    else:
+        outputs = asyncio.gather(
+            pump(proc.stdout, STDOUT, rec.attach_stdout),
+            pump(proc.stderr, STDERR, rec.attach_stderr),
+        )
     feeder = asyncio.ensure_future(feed())
     exited = asyncio.ensure_future(proc.wait())
     try:
@@ -299,6 +337,7 @@ async def _run_attached(
         rec.exit_code = code if code >= 0 else 128 - code
         rec.running = False
         if rec.pty >= 0:
+            loop.remove_reader(rec.pty)
             os.close(rec.pty)
             rec.pty = -1
         rec.done.set()
