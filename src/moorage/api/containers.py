@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from moorage.api.backend import Backend, Ctx
+from moorage.api.http import log
 from moorage.api.createspec import spec_from_body
 from moorage.api.http import NotModified, Route, filters, qbool, qint, read_json
 from moorage.api.monitor import Monitor, Watch
@@ -267,9 +268,14 @@ async def wait(request: web.Request) -> web.StreamResponse:
     rec = await _get(request)
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
-    code = await _wait_for(request, rec, condition)
+    error: dict[str, str] | None = None
+    try:
+        code = await _wait_for(request, rec, condition)
+    except MoorageError as e:  # the head is sent: the error goes in the body, as Docker's
+        log.warning("wait for %s: %s", rec.id, e)
+        code, error = -1, {"Message": str(e)}
     with contextlib.suppress(ConnectionError):
-        await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+        await resp.write(json.dumps({"StatusCode": code, "Error": error}).encode() + b"\n")
         await resp.write_eof()
     return resp
 
