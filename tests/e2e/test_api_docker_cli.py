@@ -206,8 +206,8 @@ def test_lifecycle_commands(api: Service, bb: str, cli: str) -> None:
     api.docker("rename", "c1", "c2", cli=cli)
     top = api.docker("top", "c2", cli=cli).stdout.decode()
     assert "sleep 100" in top
-    api.docker("kill", "-s", "TERM", "c2", cli=cli)
-    assert api.docker("wait", "c2", cli=cli).stdout.strip() == b"143"
+    api.docker("kill", "-s", "KILL", "c2", cli=cli)
+    assert api.docker("wait", "c2", cli=cli).stdout.strip() == b"137"
     api.docker("restart", "-t", "1", "c2", cli=cli)
     assert api.docker("ps", "-q", "--filter", "label=team=a", cli=cli).stdout.strip()
     p = api.docker("rm", "c2", cli=cli, check=False)
