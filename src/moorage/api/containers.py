@@ -133,6 +133,11 @@ async def inspect(request: web.Request) -> web.StreamResponse:
         svc = ctx.containers
         rec = svc.get(ref)
         doc = inspect_doc(svc, rec)
+        # the log is readable through /logs as a json-file one is; clients (docker-py's
+        # run) only read logs of the drivers they know
+        log_config = doc["HostConfig"]["LogConfig"]
+        if log_config.get("Type") == "k8s-file":
+            log_config["Type"] = "json-file"
         if size:
             from moorage.store.snapshots import dir_usage
 
