@@ -34,6 +34,7 @@ from moorage.api.streams import (
     raw_content_type,
     stream_no,
 )
+from moorage.engine.containers.listing import STATUSES
 from moorage.engine.containers.service import ContainerRecord
 from moorage.errors import Conflict, InvalidArgument, MoorageError, NotFound
 
@@ -92,6 +93,11 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
     limit = qint(request, "limit", -1) or -1
     size = qbool(request, "size")
     wanted = filters(request)
+    for key, value in wanted:  # refused even when no container is there to test them on
+        if key not in ("status", "name", "id", "label", "ancestor", "exited"):
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if key == "status" and value not in STATUSES:
+            raise InvalidArgument(f"invalid filter 'status={value}'")
 
     def run(ctx: Ctx) -> list[dict[str, Any]]:
         from moorage.engine.containers.listing import matches

@@ -39,12 +39,14 @@ def _get(doc: dict[str, Any], where: str, field: str, kind: type, default: Any =
     return v
 
 
-def _strings(doc: dict[str, Any], where: str, field: str) -> list[str] | None:
-    """A []string (Docker's StrSlice also takes a single string)."""
+def _strings(
+    doc: dict[str, Any], where: str, field: str, *, slice_: bool = False
+) -> list[str] | None:
+    """A []string; Docker's StrSlice (``slice_``: Cmd, Entrypoint) also takes a string."""
     v = doc.get(field)
     if v is None:
         return None
-    if isinstance(v, str):
+    if isinstance(v, str) and slice_:
         return [v]
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise _bad(where, field, v, "[]string")
@@ -82,8 +84,8 @@ def spec_from_body(body: dict[str, Any], name: str) -> ContainerSpec:
     hc: dict[str, Any] = hc_raw or {}
     h = "HostConfig"
 
-    cmd = _strings(body, c, "Cmd")
-    entrypoint_list = _strings(body, c, "Entrypoint")
+    cmd = _strings(body, c, "Cmd", slice_=True)
+    entrypoint_list = _strings(body, c, "Entrypoint", slice_=True)
     entrypoint: str | None = None
     args = tuple(cmd or ())
     if entrypoint_list is not None:

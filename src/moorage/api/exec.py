@@ -72,10 +72,10 @@ async def create(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
     body = await read_json(request, required=False)
     where = "ExecConfig"
-    cmd = _strings(body, where, "Cmd")
+    ctr = await _backend(request).call(lambda ctx: ctx.containers.get(ref))
+    cmd = _strings(body, where, "Cmd", slice_=True)
     if not cmd:
         raise InvalidArgument("No exec command specified")
-    ctr = await _backend(request).call(lambda ctx: ctx.containers.get(ref))
     if not ctr.running:
         raise Conflict(f"Container {ctr.id} is not running")
     if ctr.state == "paused":
