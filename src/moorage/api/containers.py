@@ -276,14 +276,22 @@ async def wait(request: web.Request) -> web.StreamResponse:
     condition = request.query.get("condition") or "not-running"
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgument(f'invalid condition: "{condition}"')
-    rec = await _get(request)
+    ref = request.match_info["id"]
+    try:
+        rec: ContainerRecord | None = await _get(request)
+    except NotFound:
+        # the client may ask only after the container ran and its watcher removed it
+        watch = _monitor(request).watches.get(ref)
+        if watch is None or not watch.done.done():
+            raise
+        rec = None
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
     await resp.prepare(request)
     error: dict[str, str] | None = None
     try:
-        code = await _wait_for(request, rec, condition)
+        code = await _wait_for(request, rec, condition) if rec else watch.done.result()
     except MoorageError as e:  # the head is sent: the error goes in the body, as Docker's
-        log.warning("wait for %s: %s", rec.id, e)
+        log.warning("wait for %s: %s", ref, e)
         code, error = -1, {"Message": str(e)}
     with contextlib.suppress(ConnectionError):
         await resp.write(json.dumps({"StatusCode": code, "Error": error}).encode() + b"\n")
