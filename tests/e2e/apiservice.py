@@ -127,7 +127,7 @@ def start_service(moor: Moor, sock: Path, *extra: str) -> subprocess.Popen[bytes
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            out, err = proc.communicate()
+            _, err = proc.communicate()
             raise AssertionError(f"the service exited {proc.returncode}: {err.decode()}")
         if sock.exists():
             try:

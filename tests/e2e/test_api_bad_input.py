@@ -10,8 +10,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import MOOR, Moor
 from tests.e2e.apiservice import Service, start_service, stop_service
 

@@ -19,9 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from moorage.api.backend import Backend, Ctx
-from moorage.api.http import log
 from moorage.api.createspec import spec_from_body
-from moorage.api.http import NotModified, Route, filters, qbool, qint, read_json
+from moorage.api.http import NotModified, Route, filters, log, qbool, qint, read_json
 from moorage.api.monitor import Monitor, Watch
 from moorage.api.streams import (
     STDERR,
@@ -277,6 +276,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgument(f'invalid condition: "{condition}"')
     ref = request.match_info["id"]
+    watch: Watch | None = None
     try:
         rec: ContainerRecord | None = await _get(request)
     except NotFound:
@@ -289,7 +289,11 @@ async def wait(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     error: dict[str, str] | None = None
     try:
-        code = await _wait_for(request, rec, condition) if rec else watch.done.result()
+        if rec is not None:
+            code = await _wait_for(request, rec, condition)
+        else:
+            assert watch is not None
+            code = watch.done.result()
     except MoorageError as e:  # the head is sent: the error goes in the body, as Docker's
         log.warning("wait for %s: %s", ref, e)
         code, error = -1, {"Message": str(e)}
@@ -356,7 +360,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
 
     def encode(entry: Any) -> bytes:
-        if (entry.stream == "stdout" and not want_out) or (entry.stream == "stderr" and not want_err):
+        if not (want_out if entry.stream == "stdout" else want_err):
             return b""
         data = lg.render(entry, timestamps=timestamps)
         return data if tty else frame(stream_no(entry.stream), data)
@@ -433,7 +437,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     if rec.state == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
-    backend, monitor = _backend(request), _monitor(request)
+    backend = _backend(request)
     tty = rec.spec.tty
     conn, taken = hijack(request, raw_content_type(request, tty))
 
@@ -480,12 +484,11 @@ async def _attach_socket(
     fut = monitor.want_attach(rec.id)
     try:
         while True:
-            done, _ = await asyncio.wait(
-                {fut, asyncio.ensure_future(conn.closed.wait())},
-                timeout=0.25,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            if fut in done:
+            closed: asyncio.Future[Any] = asyncio.ensure_future(conn.closed.wait())
+            pending: set[asyncio.Future[Any]] = {fut, closed}
+            await asyncio.wait(pending, timeout=0.25, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            if fut.done():
                 return fut.result()
             if conn.closed.is_set():
                 return None

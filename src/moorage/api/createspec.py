@@ -55,7 +55,7 @@ def _strings(
 
 def _str_map(doc: dict[str, Any], where: str, field: str) -> dict[str, str]:
     v = _get(doc, where, field, dict, {})
-    for k, x in v.items():
+    for x in v.values():
         if not isinstance(x, str):
             raise _bad(where, field, x, "string")
     return dict(v)

@@ -14,6 +14,7 @@ import struct
 import tempfile
 import termios
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -308,6 +309,7 @@ async def _run_attached(
             proc.stdin.close()
         await conn.closed.wait()
 
+    outputs: asyncio.Future[Any]
     if tty:
         outputs = asyncio.gather(pump_pty())
     else:

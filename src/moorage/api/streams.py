@@ -124,7 +124,7 @@ def hijack(request: web.Request, content_type: str) -> tuple[Hijacked, web.Strea
         head = f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n"
     head += f"Api-Version: {request['api_version']}\r\n\r\n"
     protocol = request.protocol
-    conn = Hijacked(transport, protocol)  # type: ignore[arg-type]
+    conn = Hijacked(transport, protocol)
     tail = getattr(protocol, "_message_tail", b"")
     transport.write(head.encode())
     transport.set_protocol(conn)
