@@ -294,7 +294,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
         else:
             assert watch is not None
             code = watch.done.result()
-    except MoorageError as e:  # the head is sent: the error goes in the body, as Docker's
+    except Exception as e:  # the head is sent: the error goes in the body, as Docker's
         log.warning("wait for %s: %s", ref, e)
         code, error = -1, {"Message": str(e)}
     with contextlib.suppress(ConnectionError):
