@@ -118,17 +118,18 @@ class Service:
 
 
 def start_service(moor: Moor, sock: Path, *extra: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [MOOR, "system", "service", "--host", f"unix://{sock}", *extra],
-        env=moor.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    log = sock.with_name(sock.name + ".log")
+    with open(log, "wb") as out:  # a file, not a pipe: a full pipe would stall the service
+        proc = subprocess.Popen(
+            [MOOR, "system", "service", "--host", f"unix://{sock}", *extra],
+            env=moor.env,
+            stdout=out,
+            stderr=out,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            _, err = proc.communicate()
-            raise AssertionError(f"the service exited {proc.returncode}: {err.decode()}")
+            raise AssertionError(f"the service exited {proc.returncode}: {log.read_text()}")
         if sock.exists():
             try:
                 conn = _UnixConnection(str(sock), timeout=5)
@@ -151,9 +152,6 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-    for stream in (proc.stdout, proc.stderr):
-        if stream is not None:
-            stream.close()
 
 
 @pytest.fixture
