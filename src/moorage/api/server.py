@@ -182,7 +182,7 @@ async def serve(
 ) -> None:
     activity = Activity()
     app = build_app(root, runroot, activity)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
     made: list[str] = []
     try:
