@@ -116,6 +116,8 @@ def test_exec(api: Service, bb: str, cli: str) -> None:
     assert p.returncode == 127
     p = api.docker("exec", "-e", "X=1", "-w", "/tmp", "box", "sh", "-c", "echo $X $PWD", cli=cli)
     assert p.stdout == b"1 /tmp\n"
+    p = api.docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "box", cli=cli)
+    assert p.stdout == b"box 1\n"
     api.docker("rm", "-f", "box", cli=cli)
 
 

@@ -99,6 +99,9 @@ def test_container_model(client: docker.DockerClient, bb: str) -> None:
         f = tf.extractfile("note.txt")
         assert f is not None and f.read() == b"hello"
     assert {"Path": "/tmp/note.txt", "Kind": 1} in c.diff()
+    st = c.stats(stream=False)
+    assert st["memory_stats"]["usage"] > 0 and st["pids_stats"]["current"] >= 1
+    assert st["cpu_stats"]["cpu_usage"]["total_usage"] > 0
     c.pause()
     c.reload()
     assert c.status == "paused"
