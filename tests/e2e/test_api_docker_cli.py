@@ -215,6 +215,16 @@ def test_lifecycle_commands(api: Service, bb: str, cli: str) -> None:
     p = api.docker("rm", "c2", cli=cli, check=False)
     assert p.returncode == 1 and b"cannot remove a running container" in p.stderr
     api.docker("rm", "-f", "c2", cli=cli)
+    # a restart policy goes on after the service recorded the exit
+    api.docker("run", "-d", "--name", "rs", "--restart", "on-failure:2", "bb:1", "false", cli=cli)
+    deadline = time.monotonic() + 30
+    while True:
+        out = api.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "rs", cli=cli)
+        if out.stdout.strip() == b"2 exited" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert out.stdout.strip() == b"2 exited"
+    api.docker("rm", "rs", cli=cli)
     api.docker("create", "--name", "dead", "bb:1", "true", cli=cli)
     out = api.docker("container", "prune", "-f", cli=cli).stdout.decode()
     assert "Deleted Containers:" in out

@@ -9,7 +9,7 @@ import contextlib
 import fcntl
 import os
 import socket
-import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -176,14 +176,23 @@ def _fail(fut: asyncio.Future[socket.socket], e: Exception) -> None:
 
 
 def _hand_over_restart(ctx: Ctx, cid: str) -> None:
-    """A restart policy goes on: conmon's exit command was skipped while we watched."""
+    """A restart policy goes on (conmon's exit command was skipped while we watched): the
+    engine's cleanup applies it, with its back-off, in a thread of its own."""
     rec = ctx.containers.find(cid)
     if rec is None or rec.spec.restart in ("", "no") or rec.stopped_by_user:
         return
-    subprocess.Popen(
-        ctx.containers.cleanup_command(cid),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    root, runroot = ctx.engine.root, ctx.engine.runroot
+
+    def restart() -> None:
+        from moorage.engine import Engine
+        from moorage.engine.containers.service import ContainerService
+
+        engine = Engine(root, runroot)
+        try:
+            ContainerService(engine.store, engine.images).cleanup(cid, restart=True)
+        except MoorageError:
+            pass
+        finally:
+            engine.close()
+
+    threading.Thread(target=restart, daemon=True, name=f"moorage-restart-{cid[:12]}").start()
