@@ -153,6 +153,7 @@ def main() -> None:
                 made.append(sh([DOCKER, "create", "--name", f"mbench-api-{os.getpid()}-{i}",
                                 "bb:1", "true"], ours).strip())  # fmt: skip
             for label, path in (("moorage", str(sock)), ("dockerd", DOCKERD_SOCK)):
+                asyncio.run(concurrent_list(path, a.concurrent))  # warm: pool threads open
                 t = time.perf_counter()
                 errors, lat = asyncio.run(concurrent_list(path, a.concurrent))
                 wall = time.perf_counter() - t

@@ -66,7 +66,9 @@ async def create(request: web.Request) -> web.StreamResponse:
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
 
 
-def summary(ctx: Ctx, rec: ContainerRecord, *, now: float) -> dict[str, Any]:
+def summary(
+    ctx: Ctx, rec: ContainerRecord, *, now: float, configs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from moorage.engine.containers.listing import command_text, status_text
 
     svc = ctx.containers
@@ -75,7 +77,7 @@ def summary(ctx: Ctx, rec: ContainerRecord, *, now: float) -> dict[str, Any]:
         "Names": ["/" + rec.name],
         "Image": rec.image_ref,
         "ImageID": rec.image_id,
-        "Command": command_text(svc, rec),
+        "Command": command_text(svc, rec, configs),
         "Created": int(rec.created),
         "Ports": [],
         "Labels": dict(rec.spec.labels),
@@ -114,8 +116,9 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
             show = show[:limit]
         now = time.time()
         out = []
+        configs: dict[str, Any] = {}
         for r in show:
-            doc = summary(ctx, r, now=now)
+            doc = summary(ctx, r, now=now, configs=configs)
             if size:
                 from moorage.store.snapshots import dir_usage
 

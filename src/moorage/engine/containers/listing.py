@@ -25,11 +25,20 @@ def status_text(rec: Any, now: float) -> str:
     return str(rec.state).capitalize()
 
 
-def command_text(svc: ContainerService, rec: ContainerRecord) -> str:
+def command_text(
+    svc: ContainerService, rec: ContainerRecord, configs: dict[str, Any] | None = None
+) -> str:
+    """The command line the container runs; ``configs`` (image id -> image config) saves
+    reading an image's config again when listing many containers."""
     from moorage.engine.containers.ociconfig import process_args
 
     try:
-        image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
+        if configs is not None and rec.image_id in configs:
+            image_config = configs[rec.image_id]
+        else:
+            image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
+            if configs is not None:
+                configs[rec.image_id] = image_config
         return str(" ".join(process_args(rec.spec, image_config)))
     except MoorageError:
         return ""
