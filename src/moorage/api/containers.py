@@ -285,7 +285,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     except NotFound:
         # the client may ask only after the container ran and its watcher removed it
         watch = _monitor(request).watches.get(ref)
-        if watch is None or not watch.done.done():
+        if watch is None:
             raise
         rec = None
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -296,7 +296,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
             code = await _wait_for(request, rec, condition)
         else:
             assert watch is not None
-            code = watch.done.result()
+            code = await asyncio.shield(watch.done)
     except Exception as e:  # the head is sent: the error goes in the body, as Docker's
         log.warning("wait for %s: %s", ref, e)
         code, error = -1, {"Message": str(e)}
