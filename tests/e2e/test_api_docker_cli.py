@@ -224,6 +224,9 @@ def test_lifecycle_commands(api: Service, bb: str, cli: str) -> None:
             break
         time.sleep(0.2)
     assert out.stdout.strip() == b"2 exited"
+    time.sleep(1.5)  # the last restart was counted before it ran: let it run and end
+    out = api.docker("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "rs", cli=cli)
+    assert out.stdout.strip() == b"2 exited"
     api.docker("rm", "rs", cli=cli)
     api.docker("create", "--name", "dead", "bb:1", "true", cli=cli)
     out = api.docker("container", "prune", "-f", cli=cli).stdout.decode()

@@ -286,6 +286,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
         # the client may ask only after the container ran and its watcher removed it
         watch = _monitor(request).watches.get(ref)
         if watch is None:
+            log.warning("wait: %s not found and not watched", ref)
             raise
         rec = None
     resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -328,7 +329,7 @@ async def _wait_for(request: web.Request, rec: ContainerRecord, condition: str) 
                 return code
         else:
             await asyncio.sleep(0.05)
-        found = await backend.call(lambda ctx: ctx.containers.find(cid))
+        found = await backend.call(lambda ctx: _find_quietly(ctx, cid))
         if found is None:
             watch = current()
             if watch is not None:  # its watcher removed it: the code comes with the watch
@@ -338,6 +339,14 @@ async def _wait_for(request: web.Request, rec: ContainerRecord, condition: str) 
         code = rec.exit_code
         if condition == "next-exit" and rec.state == "exited" and rec.finished_at != first_finish:
             return code
+
+
+def _find_quietly(ctx: Ctx, cid: str) -> ContainerRecord | None:
+    """The container, or None when gone, even when it goes while we look."""
+    try:
+        return ctx.containers.find(cid)
+    except NotFound:
+        return None
 
 
 # ---- logs ---------------------------------------------------------------------------------

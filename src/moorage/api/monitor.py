@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from moorage.api.backend import Backend, Ctx
+from moorage.api.http import log
 from moorage.engine.containers import attach as att
 from moorage.engine.containers.service import _alive
 from moorage.errors import MoorageError
@@ -72,6 +73,7 @@ class Monitor:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                log.warning("%s: its attach lock is held elsewhere: not watched", rec.id)
                 os.close(fd)
                 fd = -1
             try:
