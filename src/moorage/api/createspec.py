@@ -62,15 +62,12 @@ def _str_map(doc: dict[str, Any], where: str, field: str) -> dict[str, str]:
 
 
 def network_mode(mode: str) -> str:
-    """``default`` (what the docker CLI sends) and an empty mode are the engine's default."""
+    """``default`` (what the docker CLI sends) and an empty mode are the engine's default;
+    any other mode is the spec's to accept or refuse (``ContainerSpec.validate``)."""
     if mode in ("", "default"):
-        return "none"
-    if mode in ("none", "host"):
-        return mode
-    raise InvalidArgument(
-        f"network mode {mode!r} is not supported yet: use none or host "
-        "(bridge networks are not available in this version of moorage)"
-    )
+        default: str = ContainerSpec.__dataclass_fields__["network_mode"].default  # type: ignore[assignment]
+        return default
+    return mode
 
 
 def spec_from_body(body: dict[str, Any], name: str) -> ContainerSpec:
