@@ -16,7 +16,7 @@ import click
 
 from moorage.cli.common import confirm, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound
-from moorage.units import human_duration, human_size, since
+from moorage.units import human_size, since
 
 PS_TABLE = (
     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
@@ -641,19 +641,9 @@ def cleanup_cmd(ctx: click.Context, container: str) -> None:
 
 
 def _status(rec: Any, now: float) -> str:
-    if rec.state == "running":
-        return "Up " + human_duration(now - (rec.started_at or now))
-    if rec.state == "paused":
-        return "Up " + human_duration(now - (rec.started_at or now)) + " (Paused)"
-    if rec.state == "exited":
-        return f"Exited ({rec.exit_code}) " + since(rec.finished_at or now, now)
-    return str(rec.state).capitalize()
+    from moorage.engine.containers.listing import status_text
 
-
-def _health_status(svc: Any, rec: Any) -> str:
-    from moorage.engine.health import status
-
-    return status(svc.store.db.conn, rec)
+    return status_text(rec, now)
 
 
 def _health_suffix(svc: Any, rec: Any) -> str:
@@ -663,13 +653,9 @@ def _health_suffix(svc: Any, rec: Any) -> str:
 
 
 def _command_text(svc: Any, rec: Any) -> str:
-    from moorage.engine.containers.ociconfig import process_args
+    from moorage.engine.containers.listing import command_text
 
-    try:
-        image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
-        return str(" ".join(process_args(rec.spec, image_config)))
-    except MoorageError:
-        return ""
+    return command_text(svc, rec)
 
 
 def _ps_ports(svc: Any, rec: Any) -> str:
@@ -693,51 +679,9 @@ def _ps_networks(svc: Any, rec: Any) -> str:
 
 
 def _ps_match(svc: Any, rec: Any, filters: list[tuple[str, str]]) -> bool:
-    import re
+    from moorage.engine.containers.listing import matches
 
-    for key, value in filters:
-        if key == "status":
-            if value not in (
-                "created",
-                "restarting",
-                "running",
-                "removing",
-                "paused",
-                "exited",
-                "dead",
-            ):
-                raise InvalidArgument(f"invalid filter 'status={value}'")
-            if rec.state != value:
-                return False
-        elif key == "name":
-            if not re.search(value, rec.name):
-                return False
-        elif key == "id":
-            if not rec.id.startswith(value):
-                return False
-        elif key == "label":
-            k, sep, v = value.partition("=")
-            labels = rec.spec.labels
-            if k not in labels or (sep and labels[k] != v):
-                return False
-        elif key == "ancestor":
-            try:
-                img = svc.images.resolve(value)
-            except MoorageError:
-                return False
-            if str(img.id) != rec.image_id:
-                return False
-        elif key == "health":
-            if value not in ("starting", "healthy", "unhealthy", "none"):
-                raise InvalidArgument(f"Unrecognised filter value for health: {value}")
-            if _health_status(svc, rec) != value:
-                return False
-        elif key == "exited":
-            if rec.state != "exited" or str(rec.exit_code) != value:
-                return False
-        else:
-            raise InvalidArgument(f"invalid filter '{key}'")
-    return True
+    return matches(svc, rec, filters)
 
 
 @click.command("ps")
@@ -944,24 +888,12 @@ def container_prune_cmd(ctx: click.Context, force: bool, filters: tuple[str, ...
 @click.pass_context
 def top_cmd(ctx: click.Context, container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
-    import subprocess
+    from moorage.engine.containers.listing import top
 
     svc = _service(ctx)
-    rec = svc.get(container)
-    if not rec.running:
-        raise InvalidArgument(f"Container {rec.id} is not running")
-    pids = svc.runtime(rec).pids(rec.id)
-    args = list(ps_args) or ["-ef"]
-    out = subprocess.run(["ps", *args], capture_output=True, text=True, check=True).stdout
-    lines = out.splitlines()
-    header = lines[0].split()
-    pid_col = header.index("PID") if "PID" in header else 1
-    keep = {str(p) for p in pids}
-    rows = [ln for ln in lines[1:] if len(ln.split()) > pid_col and ln.split()[pid_col] in keep]
+    header, table = top(svc, svc.get(container), list(ps_args))
     from moorage.format import render_table
 
-    n = len(header)
-    table = [ln.split(None, n - 1) for ln in rows]
     click.echo(render_table(header, table), nl=False)
 
 

@@ -190,10 +190,14 @@ _OPS = {f: f"moorage.cli.ops:{f}_cmd" for f in ("events", "boot", "supervisor")}
 
 @click.group("system", cls=LazyGroup, lazy=_OPS)
 def system_group() -> None:
-    """Manage moorage: disk usage, pruning, store checks, events, boot."""
+    """Manage moorage: disk usage, pruning, store checks, events, boot, the API service."""
 
 
 system_group.add_command(df_cmd, "df")
 system_group.add_command(system_prune_cmd, "prune")
 system_group.add_command(check_cmd, "check")
 system_group.add_command(info_cmd, "info")
+
+from moorage.cli.service import service_cmd  # noqa: E402
+
+system_group.add_command(service_cmd, "service")

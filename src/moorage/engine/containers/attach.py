@@ -156,6 +156,15 @@ def _write_all(fd: int, view: memoryview) -> None:
         view = view[n:]
 
 
+def resize(winsz: Path, rows: int, cols: int) -> None:
+    """Set the size of a container's terminal through conmon's ``winsz`` FIFO."""
+    w = os.open(winsz, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        os.write(w, f"{rows} {cols}\n".encode())
+    finally:
+        os.close(w)
+
+
 class _Terminal:
     """Our side of a container's terminal while attached: its size, and raw mode."""
 
@@ -185,11 +194,7 @@ class _Terminal:
             return
         rows, cols = size
         with contextlib.suppress(OSError):
-            w = os.open(self.winsz, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                os.write(w, f"{rows} {cols}\n".encode())
-            finally:
-                os.close(w)
+            resize(self.winsz, rows, cols)
 
     def make_raw(self, fd: int) -> None:
         if self._saved is not None or not os.isatty(fd):
