@@ -66,7 +66,7 @@ def test_config_and_host_config_fields() -> None:
     assert spec.resources.memory == 64 << 20 and spec.resources.memory_swap == -1
     assert spec.resources.nano_cpus == 500000000 and spec.resources.pids_limit == 50
     assert spec.ulimits == (("RLIMIT_NOFILE", 100, 200),)
-    assert spec.shm_size == 64 << 20 and spec.restart == "no" and spec.network_mode == "none"
+    assert spec.shm_size == 64 << 20 and spec.restart == "no" and spec.network_mode == "bridge"
     assert spec.log_opts == ("max-size=1m",) and spec.runtime == "runc"
     spec.validate()
 
@@ -109,9 +109,7 @@ def test_network_modes() -> None:
         default, default, "none", "host",
     ]  # fmt: skip
     with pytest.raises(InvalidArgument):  # the spec refuses what the engine cannot do
-        spec_from_body(
-            {"Image": "i", "HostConfig": {"NetworkMode": "container:abc"}}, ""
-        ).validate()
+        spec_from_body({"Image": "i", "HostConfig": {"NetworkMode": "container:"}}, "").validate()
 
 
 def test_multiplexed_frame() -> None:
