@@ -22,9 +22,8 @@ from moorage.compose.plan import (
     PlanOptions,
     plan,
 )
-from moorage.compose.translate import command_fields, container_spec
+from moorage.compose.translate import command_fields, container_spec, service_networks
 from moorage.engine.containers.parse import RLIM_INFINITY
-from moorage.errors import Unsupported
 
 APP = """
 name: app
@@ -363,19 +362,39 @@ def test_build_only_service_image_name(tmp_path: Path) -> None:
     assert container_spec(p, p.services["web"], 1).image == "p-web"
 
 
-@pytest.mark.parametrize(
-    ("service", "message"),
-    [
-        ("{image: x}", "needs a project network"),
-        ("{image: x, network_mode: bridge}", "needs network_mode 'bridge'"),
-        ("{image: x, network_mode: none, ports: ['80:80']}", "published ports"),
-        ("{image: x, network_mode: none, volumes: ['/data']}", "volumes are not supported"),
-    ],
-)
-def test_what_waits_for_networking(tmp_path: Path, service: str, message: str) -> None:
-    p = project_from(tmp_path, f"services:\n  a: {service}\n")
-    with pytest.raises(Unsupported, match=message):
-        container_spec(p, p.services["a"], 1)
+def test_networks_ports_links_and_volumes_become_spec_fields(tmp_path: Path) -> None:
+    (tmp_path / "html").mkdir()
+    p = project_from(
+        tmp_path,
+        "name: p\n"
+        "services:\n"
+        "  db: {image: x, volumes: ['store:/data', '/scratch'], networks: [back]}\n"
+        "  web:\n"
+        "    image: x\n"
+        "    links: ['db', 'db:database']\n"
+        "    ports: ['127.0.0.1:8080:80', '53/udp', '9000']\n"
+        "    expose: ['7000']\n"
+        "    volumes: ['./html:/www:ro']\n"
+        "    volumes_from: ['db:ro']\n"
+        "    networks:\n"
+        "      front: {aliases: [site], ipv4_address: 10.77.0.9}\n"
+        "      back: {}\n"
+        "  side: {image: x, network_mode: 'service:web'}\n"
+        "networks: {front: {}, back: {}}\n"
+        "volumes: {store: {}}\n",
+    )
+    db = container_spec(p, p.services["db"], 1)
+    assert db.network_mode == "p_back" and db.network_aliases == ("db",)
+    assert db.mounts == ("type=volume,source=p_store,target=/data", "type=volume,target=/scratch")
+    web = container_spec(p, p.services["web"], 1)
+    assert (web.network_mode, web.network_aliases, web.ip) == ("p_back", ("web",), "")
+    assert [n for n, _ in service_networks(p, p.services["web"])] == ["p_back", "p_front"]
+    assert web.publish == ("127.0.0.1:8080:80", "53/udp", "9000")
+    assert web.expose == ("7000",)
+    assert web.links == ("p-db-1:db", "p-db-1:database")
+    assert web.mounts == (f"type=bind,source={tmp_path / 'html'},target=/www,readonly",)
+    assert web.volumes_from == ("p-db-1:ro",)
+    assert container_spec(p, p.services["side"], 1).network_mode == "container:p-web-1"
 
 
 def test_restart_true_dependents_follow_a_replaced_dependency(app: Project) -> None:

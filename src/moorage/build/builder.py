@@ -68,7 +68,7 @@ class BuildOptions:
     build_args: dict[str, str | None] = field(default_factory=dict)
     target: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
-    network: str = "host"  # the networking issue switches this to a NATed bridge
+    network: str = "bridge"  # RUN steps: the default network (NAT out), host, none, a name
     no_cache: bool = False
     cache_from: list[str] = field(default_factory=list)
     quiet: bool = False
@@ -1117,10 +1117,10 @@ class Builder:
         if not state.image_id:
             state = self._commit(state, "", None, history=None)
         network = ins.flag("network") or "default"
-        if network == "default":
-            network = self.opts.network
-        if network not in ("host", "none"):
+        if network not in ("default", "host", "none"):
             raise ins.error(f"RUN --network={network}: only default, host and none are supported")
+        if network == "default":
+            network = self.opts.network  # the build's --network: the bridge unless said
         svc = self._containers()
         pid = os.getpid()
         spec = ContainerSpec(

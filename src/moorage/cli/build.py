@@ -112,7 +112,10 @@ class _BuildCommand(click.Command):
 @click.option("--target", help="Set the target build stage to build.")
 @click.option("--label", "labels", multiple=True, help="Set metadata for an image.")
 @click.option(
-    "--network", default="host", show_default=True, help="Networking mode for RUN: host or none."
+    "--network",
+    default="default",
+    show_default=True,
+    help="Networking for RUN: default (the bridge, NAT out), host, none, or a network.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the build output and print image ID.")
 @click.option("--iidfile", help="Write the image ID to the file.")
@@ -161,8 +164,8 @@ def build_cmd(
     del progress, pull
     if squash:
         raise InvalidArgument("--squash is not supported")
-    if network not in ("host", "none"):
-        raise InvalidArgument(f"network mode {network!r} is not supported yet: use host or none")
+    if network == "default":
+        network = "bridge"
     refs = [str(parse_reference(t).with_default_tag()) for t in tags]
     for t in tags:
         if parse_reference(t).digest is not None:

@@ -207,6 +207,57 @@ def _scale(values: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
+def _build_services(
+    ctx: click.Context, project: Any, names: list[str], *, always: bool, no_cache: bool = False
+) -> None:
+    """Build the images of the services in ``names`` that have a ``build`` section: those
+    missing (the rest are left as they are, as compose does) or, with ``always``, all."""
+    from moorage.cli.build import build_cmd
+    from moorage.cli.common import engine
+    from moorage.compose.translate import image_name
+    from moorage.errors import NotFound
+
+    images = engine(ctx).images
+    for name in names:
+        service = project.services[name]
+        if service.build is None:
+            continue
+        tag = image_name(project, service)
+        if not always:
+            try:
+                images.resolve(tag)
+                continue
+            except NotFound:
+                pass
+        b = service.build
+        context = Path(b.context)
+        if not context.is_absolute():
+            context = project.working_dir / context
+        _progress(f" Service {name}  Building")
+        ctx.invoke(
+            build_cmd,
+            path=str(context),
+            file=str(context / b.dockerfile) if b.dockerfile else None,
+            tags=(tag,),
+            build_args=tuple(k if v is None else f"{k}={v}" for k, v in b.args.items()),
+            target=b.target or None,
+            labels=tuple(f"{k}={v}" for k, v in b.labels.items()),
+            no_cache=no_cache,
+        )
+        _progress(f" Service {name}  Built")
+
+
+@compose_group.command("build")
+@click.argument("services", nargs=-1)
+@click.option("--no-cache", is_flag=True, help="Do not use cache when building the image.")
+@click.pass_context
+def build_cmd(ctx: click.Context, services: tuple[str, ...], no_cache: bool) -> None:
+    """Build or rebuild services' images."""
+    project = _options(ctx).load(services)
+    names = list(services) or sorted(project.services)
+    _build_services(ctx, project, names, always=True, no_cache=no_cache)
+
+
 @compose_group.command("up")
 @click.argument("services", nargs=-1)
 @click.option("-d", "--detach", is_flag=True, help="Run containers in the background.")
@@ -216,7 +267,7 @@ def _scale(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--scale", multiple=True, help="Scale SERVICE to NUM instances (SERVICE=NUM).")
 @click.option("--remove-orphans", is_flag=True, help="Remove containers of removed services.")
 @click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
-@click.option("--build", is_flag=True, help="Build images before starting (not yet).")
+@click.option("--build", is_flag=True, help="Build images before starting containers.")
 @click.option("--no-build", is_flag=True, help="Do not build images.")
 @click.option("--wait", is_flag=True, help="Wait for services to be running (implies -d).")
 @click.option(
@@ -248,10 +299,10 @@ def up_cmd(
 
     from moorage.compose import runner
     from moorage.compose.plan import PlanOptions
-    from moorage.errors import InvalidArgument, Unsupported
+    from moorage.errors import InvalidArgument
 
-    if build:
-        raise Unsupported("moor compose up --build: building images is not supported yet")
+    if build and no_build:
+        raise InvalidArgument("--build and --no-build are incompatible")
     abort = abort_on_container_exit or exit_code_from is not None
     if abort and (detach or wait):
         raise InvalidArgument("--abort-on-container-exit and --exit-code-from need attached mode")
@@ -266,6 +317,9 @@ def up_cmd(
         scale=_scale(scale),
         remove_orphans=remove_orphans,
     )
+    if not no_build:
+        chosen = [n for level in runner.plan_levels(project, options) for n in level]
+        _build_services(ctx, project, chosen, always=build)
     svc = _containers(ctx)
     started = time.time()
     runner.up(project, svc, options, timeout=timeout, progress=_progress)

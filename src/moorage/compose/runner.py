@@ -92,7 +92,7 @@ def _preflight(project: Project, p: Plan, image_ids: dict[str, str]) -> None:
                 if name not in image_ids:
                     raise NotFound(
                         f'service "{name}": no such image: {image_name(project, service)} '
-                        "(moor compose does not pull or build yet: import or load it first)"
+                        "(pull or load it, or give the service a build section)"
                     )
                 container_spec(project, service, 1).validate()
 

@@ -224,12 +224,14 @@ class NetworkService:
         """The network's host state exists (it goes with a reboot; the marker is in the
         run root, which goes with it). The default network's subnet, chosen when its record
         was made, is chosen again if the host has routed it meanwhile."""
-        if self._marker(net).exists():
+        # the marker says it was made; the bridge, that nobody removed it since (a stat)
+        present = os.path.exists(f"/sys/class/net/{net.bridge}")
+        if present and self._marker(net).exists():
             return net
         from moorage.engine.network import bridge, ipam
 
         with self.host_lock():
-            if self._marker(net).exists():
+            if self._marker(net).exists() and bridge.exists(net.bridge):
                 return net
             if not bridge.exists(net.bridge):
                 mine = ipaddress.IPv4Network(net.subnet)
