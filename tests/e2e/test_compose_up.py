@@ -355,3 +355,37 @@ def test_linked_services_with_a_published_port_and_a_named_volume(
     assert moor("ps", "-aq").stdout == ""
     assert "demo_default" not in moor("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert "demo_store" not in moor("volume", "ls", "-q").stdout.split()
+
+
+def test_service_healthy_dependency_waits_for_the_health_check(
+    moor: Moor, bb: str, tmp_path: Path
+) -> None:
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n"
+        "  db:\n"
+        "    image: bb:1\n"
+        "    network_mode: none\n"
+        "    command: sh -c 'sleep 1; touch /tmp/ready; exec sleep 1000'\n"
+        "    stop_signal: SIGKILL\n"
+        "    healthcheck: {test: ['CMD', 'test', '-f', '/tmp/ready'], interval: 300ms,"
+        " retries: 20}\n"
+        "  web:\n"
+        "    image: bb:1\n"
+        "    network_mode: none\n"
+        "    command: sleep 1000\n"
+        "    stop_signal: SIGKILL\n"
+        "    depends_on: {db: {condition: service_healthy}}\n"
+    )
+    compose(moor, tmp_path, "up", "-d")
+    docs = containers(moor)
+    db, web = docs["demo-db-1"], docs["demo-web-1"]
+    assert db["State"]["Health"]["Status"] == "healthy"
+    assert web["State"]["StartedAt"] > db["State"]["StartedAt"]
+    # the web container started only once db's check passed, a second after db started
+    from datetime import datetime
+
+    def t(s: str) -> float:
+        return datetime.fromisoformat(s[:26].rstrip("Z")).timestamp()
+
+    assert t(web["State"]["StartedAt"]) - t(db["State"]["StartedAt"]) >= 0.9
+    compose(moor, tmp_path, "down", "-t", "0")

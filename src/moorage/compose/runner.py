@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -28,7 +29,7 @@ from moorage.compose.plan import (
     plan,
 )
 from moorage.compose.translate import container_spec, image_name, service_networks
-from moorage.errors import MoorageError, NotFound, Unsupported
+from moorage.errors import MoorageError, NotFound
 
 if TYPE_CHECKING:
     from moorage.engine.containers.service import ContainerRecord, ContainerService
@@ -82,12 +83,6 @@ def _preflight(project: Project, p: Plan, image_ids: dict[str, str]) -> None:
     for level in p.levels:
         for name in level:
             service = project.services[name]
-            for dep, d in service.depends_on.items():
-                if d.condition == "service_healthy" and dep in p.actions:
-                    raise Unsupported(
-                        f'service "{name}" waits for "{dep}" to be healthy: healthchecks are '
-                        "not supported by the engine yet"
-                    )
             if any(a.kind in (CREATE, RECREATE) for a in p.actions[name]):
                 if name not in image_ids:
                     raise NotFound(
@@ -298,8 +293,37 @@ def plan_levels(project: Project, options: PlanOptions) -> list[list[str]]:
     return levels(deps)
 
 
+HEALTHY_TIMEOUT = 300.0  # seconds a service_healthy dependency may take
+
+
+def _wait_healthy(project: Project, svc: ContainerService, dep: str) -> None:
+    """Until every container of ``dep`` reports healthy (its health check says so)."""
+    from moorage.engine.health import status
+
+    deadline = time.monotonic() + HEALTHY_TIMEOUT
+    while True:
+        states = [
+            status(svc.store.db.conn, r)
+            for r in project_records(svc, project.name, [dep], oneoff=False)
+        ]
+        if states and all(st == "healthy" for st in states):
+            return
+        if "none" in states:
+            raise ComposeError(f'service "{dep}" has no healthcheck (or is not running): '
+                               "it cannot become healthy")  # fmt: skip
+        if "unhealthy" in states:
+            raise ComposeError(f'dependency failed to start: container for service "{dep}" '
+                               "is unhealthy")  # fmt: skip
+        if time.monotonic() > deadline:
+            raise ComposeError(f'service "{dep}" did not become healthy in time')
+        time.sleep(0.2)
+
+
 def _wait_for_dependencies(project: Project, svc: ContainerService, name: str, p: Plan) -> None:
     for dep, d in project.services[name].depends_on.items():
+        if d.condition == "service_healthy" and dep in p.actions:
+            _wait_healthy(project, svc, dep)
+            continue
         if d.condition != "service_completed_successfully" or dep not in p.actions:
             continue
         for rec in project_records(svc, project.name, [dep], oneoff=False):

@@ -160,6 +160,24 @@ def networking_and_storage(project: Project, service: Service) -> dict[str, Any]
     return out
 
 
+def healthcheck(service: Service) -> dict[str, Any] | None:
+    """Docker's HealthConfig (nanoseconds) for the engine, which fills what is not said from
+    the image's HEALTHCHECK; ``disable: true`` is ``["NONE"]``."""
+    h = service.healthcheck
+    if h is None:
+        return None
+    doc: dict[str, Any] = {}
+    if h.test is not None:
+        doc["Test"] = list(h.test)
+    for key, value in (("Interval", h.interval), ("Timeout", h.timeout),
+                       ("StartPeriod", h.start_period)):  # fmt: skip
+        if value is not None:
+            doc[key] = int(value * 1e9)
+    if h.retries is not None:
+        doc["Retries"] = h.retries
+    return doc or None
+
+
 def container_spec(
     project: Project, service: Service, number: int, *, image_id: str = ""
 ) -> ContainerSpec:
@@ -190,6 +208,7 @@ def container_spec(
         stop_signal=service.stop_signal or None,
         stop_timeout=round(grace) if grace is not None else None,
         restart=service.restart or "no",
+        healthcheck=healthcheck(service),
         **networking_and_storage(project, service),
     )
     if service.shm_size:
