@@ -160,3 +160,21 @@ def test_oom_event(moor: Moor, bb: str) -> None:
     moor("start", "hog")  # a new run is not OOM-killed (yet)
     assert moor("inspect", "-f", "{{.State.OOMKilled}}", "hog").stdout.strip() == "false"
     moor("rm", "-f", "hog")
+
+
+def test_network_and_volume_events(moor: Moor, bb: str) -> None:
+    net = f"ev{os.getpid() % 10000}"
+    moor("network", "create", net)
+    moor("volume", "create", "evvol")
+    cid = moor("run", "-d", "--network", net, "-v", "evvol:/d", "bb:1", "sleep", "100").stdout
+    moor("rm", "-f", cid.strip())
+    moor("volume", "rm", "evvol")
+    moor("network", "rm", net)
+    time.sleep(1.1)  # --until 0s counts whole seconds
+    lines = moor(
+        "events", "--since", "1m", "--until", "0s", "--format", "{{.Type}} {{.Action}}",
+        "--filter", "type=network", "--filter", "type=volume",
+    ).stdout.splitlines()  # fmt: skip
+    for want in ("network create", "volume create", "network connect", "network disconnect",
+                 "volume destroy", "network destroy"):  # fmt: skip
+        assert want in lines, (want, lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,12 @@ def test_seed_workflow_push_rmi_pull_run(moor: Moor, bb: str, registry: Registry
     assert moor("run", "--rm", name, "echo", "pulled-ok").stdout == "pulled-ok\n"
     again = moor("pull", name).stdout
     assert f"Status: Image is up to date for {name}:latest" in again
+    time.sleep(1.1)  # --until 0s counts whole seconds
+    actions = moor(
+        "events", "--since", "1m", "--until", "0s", "--filter", "type=image",
+        "--format", "{{.Action}} {{.Actor.ID}}",
+    ).stdout.splitlines()  # fmt: skip
+    assert f"push {name}:latest" in actions and f"pull {name}:latest" in actions
 
 
 def test_cross_repository_mount_and_all_tags(moor: Moor, bb: str, registry: RegistryServer) -> None:

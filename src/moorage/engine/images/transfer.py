@@ -165,6 +165,7 @@ def pull(
                 repo_digests=[repo_digest],
             )
             _note_source(store, [d.digest for d in layers_desc], ref.domain, ref.path)
+        _event(store, "pull", ref)
         return PullResult(
             reference=str(ref),
             digest=top.digest,
@@ -173,6 +174,14 @@ def pull(
         )
     finally:
         client.close()
+
+
+def _event(store: Store, action: str, ref: Reference) -> None:
+    """``pull``/``push`` events, named as Docker names them (``busybox:latest``)."""
+    from moorage.engine.events import record_event
+
+    name = ref.familiar()
+    record_event(store, "image", action, name, {"name": name})
 
 
 def _parse(data: bytes, media_type: str) -> ImageManifest | ImageIndex:
@@ -332,6 +341,7 @@ def push(
                 )
             _note_source(images.store, [b.digest for b in blobs], tref.domain, tref.path)
             result.tags.append(PushedTag(str(tref.tag), digest, len(manifest)))
+            _event(images.store, "push", tref)
     finally:
         client.close()
     return result

@@ -210,7 +210,14 @@ class NetworkService:
                 with self.store.db.transaction() as conn:
                     conn.execute("DELETE FROM networks WHERE id = ?", (rec.id,))
                 raise
+        self._event("create", rec)
         return rec
+
+    def _event(self, action: str, net: NetworkRecord, **extra: str) -> None:
+        from moorage.engine.events import record_event
+
+        record_event(self.store, "network", action, net.id,
+                     {"name": net.name, "type": net.driver, **extra})  # fmt: skip
 
     def _marker(self, net: NetworkRecord) -> Path:
         return self.run_dir / "up" / net.id
@@ -284,6 +291,7 @@ class NetworkService:
             if net.dns:
                 self.dns.remove(net.name)
                 self.dns.reload()
+        self._event("destroy", net)
         return net
 
     def prune(self) -> list[str]:
@@ -444,6 +452,8 @@ class NetworkService:
         with netns.created(ns):
             pass
         self.backend.setup(rec.id, ns, atts)
+        for a in atts:
+            self._event("connect", a.network, container=rec.id)
         self._update_dns({a.network.id for a in atts if a.network.dns})
         extra_env: list[str] = []
         link_hosts: list[str] = []
@@ -524,6 +534,8 @@ class NetworkService:
                         (cid,),
                     )
                 self._update_dns({n.id for _, n in eps if n.dns})
+            for _, n in eps:
+                self._event("disconnect", n, container=cid)
 
     def _update_dns(self, network_ids: set[str]) -> None:
         if not network_ids:

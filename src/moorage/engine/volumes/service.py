@@ -135,7 +135,13 @@ class VolumeService:
             if found is not None and exist_ok:
                 return found
             raise AlreadyExists(f"volume {name} already exists") from None
+        self._event("create", name, driver)
         return self.get(name)
+
+    def _event(self, action: str, name: str, driver: str = "local", **extra: str) -> None:
+        from moorage.engine.events import record_event
+
+        record_event(self.store, "volume", action, name, {"driver": driver, **extra})
 
     def users(self, name: str) -> list[str]:
         rows = self.conn.execute(
@@ -161,6 +167,7 @@ class VolumeService:
                 raise Conflict(f"remove {name}: cannot unmount it: {p.stderr.strip()}")
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM volumes WHERE name = ?", (name,))
+        self._event("destroy", name, rec.driver)
         if rec.options.get("type"):
             # only the empty mount point: never walk into what a bind-backed volume showed
             with contextlib.suppress(OSError):
