@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 import click
@@ -21,6 +21,25 @@ def engine(ctx: click.Context) -> Engine:
 
 def error(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
+
+
+def each(names: Iterable[str], action: Callable[[str], object], echo: bool = True) -> None:
+    """Docker's way with several names: act on each, echo the name when it worked, one
+    ``Error:`` line for each that failed, and exit 1 at the end if any did."""
+    from moorage.errors import MoorageError
+
+    failed = False
+    for name in names:
+        try:
+            action(name)
+        except MoorageError as e:
+            error(str(e))
+            failed = True
+            continue
+        if echo:
+            click.echo(name)
+    if failed:
+        sys.exit(1)
 
 
 def parse_filters(values: Iterable[str]) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
-from moorage.cli.common import confirm, engine, error, parse_filters
+from moorage.cli.common import confirm, each, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound
 from moorage.units import human_size, since
 
@@ -489,7 +489,7 @@ def start_cmd(
             error(str(e))  # Docker: 1 for a container that is not there, as without -a
             sys.exit(1)
         sys.exit(_run_attached(svc, rec, sig_proxy=True, detach_keys=detach_keys))
-    _each(containers, lambda c: svc.start(c))
+    each(containers, lambda c: svc.start(c))
 
 
 @click.command("attach")
@@ -520,21 +520,6 @@ def attach_cmd(
     sys.exit(_run_attached(svc, rec, sig_proxy=sig_proxy, streams=streams, detach_keys=detach_keys))
 
 
-def _each(names: tuple[str, ...], action: Callable[[str], object], echo: bool = True) -> None:
-    failed = False
-    for name in names:
-        try:
-            action(name)
-        except MoorageError as e:
-            error(str(e))
-            failed = True
-            continue
-        if echo:
-            click.echo(name)
-    if failed:
-        sys.exit(1)
-
-
 @click.command("stop")
 @click.option(
     "-t", "--time", "timeout", type=int, default=None, help="Seconds to wait before killing it."
@@ -544,7 +529,7 @@ def _each(names: tuple[str, ...], action: Callable[[str], object], echo: bool = 
 def stop_cmd(ctx: click.Context, timeout: int | None, containers: tuple[str, ...]) -> None:
     """Stop one or more running containers."""
     svc = _service(ctx)
-    _each(containers, lambda c: svc.stop(c, timeout))
+    each(containers, lambda c: svc.stop(c, timeout))
 
 
 @click.command("restart")
@@ -561,7 +546,7 @@ def restart_cmd(ctx: click.Context, timeout: int | None, containers: tuple[str, 
         svc.stop(c, timeout)
         svc.start(c)
 
-    _each(containers, restart)
+    each(containers, restart)
 
 
 @click.command("kill")
@@ -571,7 +556,7 @@ def restart_cmd(ctx: click.Context, timeout: int | None, containers: tuple[str, 
 def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
     """Kill one or more running containers."""
     svc = _service(ctx)
-    _each(containers, lambda c: svc.kill(c, sig))
+    each(containers, lambda c: svc.kill(c, sig))
 
 
 @click.command("rm")
@@ -582,7 +567,7 @@ def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
 def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
     svc = _service(ctx)
-    _each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
+    each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
 
 
 @click.command("wait")
@@ -608,7 +593,7 @@ def wait_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
 def pause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Pause all processes within one or more containers."""
     svc = _service(ctx)
-    _each(containers, svc.pause)
+    each(containers, svc.pause)
 
 
 @click.command("unpause")
@@ -617,7 +602,7 @@ def pause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
 def unpause_cmd(ctx: click.Context, containers: tuple[str, ...]) -> None:
     """Unpause all processes within one or more containers."""
     svc = _service(ctx)
-    _each(containers, svc.unpause)
+    each(containers, svc.unpause)
 
 
 @click.command("rename")
@@ -1154,7 +1139,7 @@ def update_cmd(
         changes["pids_limit"] = pids_limit
     if restart is not None:
         p.parse_restart(restart)
-    _each(containers, lambda c: update(svc, svc.get(c), changes, restart))
+    each(containers, lambda c: update(svc, svc.get(c), changes, restart))
 
 
 @click.group("container")

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from moorage.cli.common import confirm, engine, error, parse_filters
+from moorage.cli.common import confirm, each, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError
 
 VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
@@ -105,17 +105,7 @@ def inspect_cmd(ctx: click.Context, fmt: str | None, names: tuple[str, ...]) -> 
 def rm_cmd(ctx: click.Context, force: bool, names: tuple[str, ...]) -> None:
     """Remove one or more volumes (not one in use)."""
     svc = _service(ctx)
-    failed = False
-    for name in names:
-        try:
-            svc.remove(name, force=force)
-        except MoorageError as e:
-            error(str(e))
-            failed = True
-            continue
-        click.echo(name)
-    if failed:
-        raise SystemExit(1)
+    each(names, lambda name: svc.remove(name, force=force))
 
 
 @click.command("prune")
