@@ -131,3 +131,17 @@ def test_bad_volume_input(moor: Moor, bb: str) -> None:
     assert not [p for p in os.listdir(moor.root) if p == "volumes"] or not list(
         (moor.root / "volumes").iterdir()
     )
+
+
+def test_top_level_inspect_finds_volumes_and_networks(moor: Moor, bb: str) -> None:
+    net = f"insp{os.getpid() % 100000}"
+    moor("volume", "create", "inspvol")
+    moor("network", "create", net)
+    try:
+        out = moor("inspect", "-f", "{{.Name}} {{.Driver}}", "inspvol", net).stdout
+        assert out.splitlines() == ["inspvol local", f"{net} bridge"]
+        r = moor("inspect", "--type", "volume", net, check=False)
+        assert r.returncode == 1 and f"No such volume: {net}" in r.stderr
+    finally:
+        moor("volume", "rm", "inspvol")
+        moor("network", "rm", net)

@@ -810,7 +810,8 @@ def logs_cmd(
 def inspect_containers(
     ctx: click.Context, names: tuple[str, ...], fmt: str | None, kind: str | None
 ) -> None:
-    """``inspect``: containers first, then images (unless --type says which)."""
+    """``inspect``: containers first, then images, volumes, networks (unless --type says
+    which), as Docker looks them up."""
     from moorage.engine.containers.service import inspect
 
     svc = _service(ctx)
@@ -826,6 +827,14 @@ def inspect_containers(
             img = svc.images.find(name)
             if img is not None:
                 doc = svc.images.inspect(img)
+        if doc is None and kind in (None, "volume"):
+            vol = svc.volumes.find(name)
+            if vol is not None:
+                doc = svc.volumes.inspect(vol)
+        if doc is None and kind in (None, "network"):
+            net = svc.networks.find(name)
+            if net is not None:
+                doc = svc.networks.inspect(net)
         if doc is None:
             missing.append(name)
         else:
@@ -834,7 +843,7 @@ def inspect_containers(
         from moorage.format import format_inspect
 
         click.echo(format_inspect(found, fmt), nl=False)
-    what = {"container": "container", "image": "image"}.get(kind or "", "object")
+    what = kind or "object"
     for name in missing:
         error(f"No such {what}: {name}")
     if missing:

@@ -326,7 +326,10 @@ def image_inspect_cmd(ctx: click.Context, names: tuple[str, ...], fmt: str | Non
 @click.argument("names", nargs=-1, required=True)
 @click.option("-f", "--format", "fmt", help="Format: json or a Go template.")
 @click.option(
-    "--type", "kind", type=click.Choice(["container", "image"]), help="Only this kind of object."
+    "--type",
+    "kind",
+    type=click.Choice(["container", "image", "volume", "network"]),
+    help="Only this kind of object.",
 )
 @click.option("-s", "--size", is_flag=True, help="Accepted for compatibility.")
 @click.pass_context
