@@ -145,3 +145,13 @@ def test_top_level_inspect_finds_volumes_and_networks(moor: Moor, bb: str) -> No
     finally:
         moor("volume", "rm", "inspvol")
         moor("network", "rm", net)
+
+
+def test_system_df_counts_volumes(moor: Moor, bb: str) -> None:
+    moor("run", "--rm", "--network", "none", "-v", "dfvol:/d", "bb:1",
+         "sh", "-c", "head -c 3000000 /dev/zero > /d/f")  # fmt: skip
+    rows = moor("system", "df", "--format", "{{json .}}").stdout.splitlines()
+    vols = next(json.loads(r) for r in rows if json.loads(r)["Type"] == "Local Volumes")
+    assert (vols["TotalCount"], vols["Active"]) == ("1", "0")
+    assert vols["Size"] == "3MB" and vols["Reclaimable"].startswith("3MB")
+    moor("volume", "rm", "dfvol")
