@@ -351,6 +351,8 @@ def test_linked_services_with_a_published_port_and_a_named_volume(
             pass
         time.sleep(0.2)
     assert body.strip() == "kept"
+    ps = compose(moor, d, "ps", "--format", "{{.Service}} {{.Ports}}", WEB_PORT=str(port)).stdout
+    assert f"web 127.0.0.1:{port}->8000/tcp" in ps.splitlines()
     compose(moor, d, "down", "-v", WEB_PORT=str(port))
     assert moor("ps", "-aq").stdout == ""
     assert "demo_default" not in moor("network", "ls", "--format", "{{.Name}}").stdout.split()

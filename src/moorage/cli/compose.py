@@ -403,6 +403,13 @@ def down_cmd(
     )
 
 
+def _health(svc: Any, rec: Any) -> str:
+    from moorage.engine.health import status
+
+    st = status(svc.store.db.conn, rec)
+    return "" if st == "none" else st
+
+
 PS_TABLE = (
     "table {{.Name}}\t{{.Image}}\t{{.Command}}\t{{.Service}}\t{{.RunningFor}}\t{{.Status}}"
     "\t{{.Ports}}"
@@ -428,7 +435,13 @@ def ps_cmd(
     import json
     import time
 
-    from moorage.cli.container import _command_text, _status
+    from moorage.cli.container import (
+        _command_text,
+        _health_suffix,
+        _ps_networks,
+        _ps_ports,
+        _status,
+    )
     from moorage.compose import labels as L
     from moorage.compose.runner import project_records
     from moorage.format import format_list
@@ -457,13 +470,13 @@ def ps_cmd(
                 "Service": rec.spec.labels.get(L.SERVICE, ""),
                 "CreatedAt": time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(rec.created)),
                 "RunningFor": since(rec.created, now),
-                "Status": _status(rec, now),
+                "Status": _status(rec, now) + _health_suffix(svc, rec),
                 "State": rec.state,
-                "Health": "",
+                "Health": _health(svc, rec),
                 "ExitCode": rec.exit_code,
-                "Ports": "",
+                "Ports": _ps_ports(svc, rec),
                 "Labels": ",".join(f"{k}={v}" for k, v in rec.spec.labels.items()),
-                "Networks": rec.spec.network_mode,
+                "Networks": _ps_networks(svc, rec),
             }
         )
     click.echo(
