@@ -372,9 +372,43 @@ def down(
         for r in project_records(svc, project.name)
         if remove_orphans or r.spec.labels.get(L.SERVICE) in known
     ]
-    for rec in _stop_order(project, records):
-        _remove(svc, rec.id, rec.name, timeout, progress)
+    _remove_by_level(project, svc, records, timeout, progress)
     remove_provisioned(project, svc, volumes=volumes, progress=progress)
+
+
+def _remove_by_level(
+    project: Project,
+    svc: ContainerService,
+    records: Sequence[ContainerRecord],
+    timeout: int | None,
+    progress: Progress,
+) -> None:
+    """Dependents first; the containers of one level (no dependency between them) are
+    stopped and removed together, as docker compose does."""
+    deps = {n: s.dependencies() for n, s in project.services.items()}
+    rank = {name: i for i, level in enumerate(reversed(levels(deps))) for name in level}
+    groups: dict[int, list[ContainerRecord]] = {}
+    for rec in records:
+        groups.setdefault(rank.get(rec.spec.labels.get(L.SERVICE, ""), -1), []).append(rec)
+    lock = threading.Lock()
+
+    def locked(line: str) -> None:
+        with lock:
+            progress(line)
+
+    def work(rec: ContainerRecord) -> None:
+        with _own_service(svc) as mine:
+            _remove(mine, rec.id, rec.name, timeout, locked)
+
+    for _, group in sorted(groups.items()):
+        if len(group) == 1:
+            _remove(svc, group[0].id, group[0].name, timeout, progress)
+            continue
+        with ThreadPoolExecutor(max_workers=min(len(group), MAX_PARALLEL)) as pool:
+            futures = [pool.submit(work, rec) for rec in group]
+        errors = [e for e in (f.exception() for f in futures) if e is not None]
+        if errors:
+            raise errors[0]
 
 
 def stop(

@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,8 @@ class Aardvark:
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = [gateway]
         lines += [f"{e.container_id} {e.ip}  {','.join(e.names)}" for e in entries]
-        tmp = self.dir / f".{network}.tmp"
+        # one temporary name per writer: parallel commands (and compose's threads) write too
+        tmp = self.dir / f".{network}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.dir / network)
 
