@@ -406,3 +406,37 @@ def test_publish_all_and_ranges(net_moor: Moor) -> None:
     bindings = _inspect(moor, cid)["HostConfig"]["PortBindings"]  # type: ignore[index]
     assert bindings["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(base)}]
     moor("rm", "-f", cid)
+
+
+def test_parallel_starts_share_one_dns_server(moor: Moor, bb: str) -> None:
+    """Commands that join a user network at once start one aardvark-dns, not one each, and
+    nothing but network files is in its config directory (it reads them all)."""
+    import concurrent.futures
+
+    net = f"par{os.getpid() % 100000}"
+    moor("network", "create", net)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(
+            lambda i: moor("run", "-d", "--network", net, "bb:1", "sleep", "100").stdout.strip(),
+            range(4),
+        ))  # fmt: skip
+    conf = moor.runroot / "network" / "aardvark"
+    servers = [
+        p for p in os.listdir("/proc") if p.isdigit()
+        and _cmdline(int(p)).startswith(f"/usr/lib/podman/aardvark-dns --config {conf} ")
+    ]  # fmt: skip
+    assert len(servers) == 1
+    assert sorted(f.name for f in conf.iterdir()) == ["aardvark.pid", net]
+    name = moor("inspect", "-f", "{{.Name}}", ids[0]).stdout.strip().lstrip("/")
+    r = moor("run", "--rm", "--network", net, "bb:1", "nslookup", name)
+    assert "Address" in r.stdout
+    moor("rm", "-f", *ids)
+    moor("network", "rm", net)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

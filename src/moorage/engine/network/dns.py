@@ -37,8 +37,9 @@ class Aardvark:
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = [gateway]
         lines += [f"{e.container_id} {e.ip}  {','.join(e.names)}" for e in entries]
-        # one temporary name per writer: parallel commands (and compose's threads) write too
-        tmp = self.dir / f".{network}.{os.getpid()}.{threading.get_ident()}.tmp"
+        # one temporary name per writer: parallel commands (and compose's threads) write too;
+        # made beside the config directory, as aardvark would read it as a network there
+        tmp = self.dir.parent / f".aardvark-{network}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.dir / network)
 
@@ -61,7 +62,16 @@ class Aardvark:
 
     def reload(self) -> None:
         """Make aardvark see the current files: SIGHUP it, or start it if it is not
-        running and there is a network to serve."""
+        running and there is a network to serve. One at a time: two commands (or compose's
+        threads) that both found it not running would start two servers on one address."""
+        from moorage.store.locks import flocked
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # beside the config directory, not in it: aardvark reads every file there as a network
+        with flocked(self.dir.parent / "aardvark.lock", exclusive=True):
+            self._reload()
+
+    def _reload(self) -> None:
         pid = self.pid()
         networks = [p for p in self.dir.glob("*") if p.is_file() and not p.name.startswith(".")
                     and p.name != "aardvark.pid"]  # fmt: skip
