@@ -278,15 +278,18 @@ def test_cache_from_another_store(moor: Moor, bb: str, busybox_tar: Path, tmp_pa
     moor("build", "-t", "cached:1", str(ctx))
     archive = moor("save", "cached:1").stdout_bytes
     other = Moor(tmp_path / "root2", tmp_path / "run2")
-    other("import", "--change", 'CMD ["sh"]', str(busybox_tar), "bb:1")
-    other("load", input=archive)
-    out = other("build", "--cache-from", "cached:1", str(ctx)).stdout
-    assert out.count(" ---> Using cache") == 4
-    assert "Running in" not in out
-    assert other("run", "--rm", out.split()[-1], "cat", "/app/msg").stdout == "hello\n"
-    missing = other("build", "--cache-from", "nope:1", str(ctx), check=False)
-    assert missing.returncode == 1
-    assert "No such image: nope:1" in missing.stderr
+    try:
+        other("import", "--change", 'CMD ["sh"]', str(busybox_tar), "bb:1")
+        other("load", input=archive)
+        out = other("build", "--cache-from", "cached:1", str(ctx)).stdout
+        assert out.count(" ---> Using cache") == 4
+        assert "Running in" not in out
+        assert other("run", "--rm", out.split()[-1], "cat", "/app/msg").stdout == "hello\n"
+        missing = other("build", "--cache-from", "nope:1", str(ctx), check=False)
+        assert missing.returncode == 1
+        assert "No such image: nope:1" in missing.stderr
+    finally:  # this second store's default network leaves the host with it
+        other("network", "teardown-host", check=False)
 
 
 def test_add_url_chmod_heredocs_and_from_globs(moor: Moor, bb: str, tmp_path: Path) -> None:
