@@ -155,3 +155,10 @@ def test_system_df_counts_volumes(moor: Moor, bb: str) -> None:
     assert (vols["TotalCount"], vols["Active"]) == ("1", "0")
     assert vols["Size"] == "3MB" and vols["Reclaimable"].startswith("3MB")
     moor("volume", "rm", "dfvol")
+
+
+@pytest.mark.parametrize("noun", ["volume", "network"])
+def test_label_without_a_key_is_refused(moor: Moor, noun: str) -> None:
+    r = moor(noun, "create", "--label", "=x", "nokey", check=False)
+    assert r.returncode != 0 and "invalid label '=x': expected KEY=VALUE" in r.stderr
+    assert "nokey" not in moor(noun, "ls", "--format", "{{.Name}}").stdout.split()

@@ -23,6 +23,17 @@ def error(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
 
 
+def key_values(values: Iterable[str], what: str) -> dict[str, str]:
+    """``KEY=VALUE`` flags (``--label``, ``-o``) as a mapping; a bare ``KEY`` is empty."""
+    out = {}
+    for v in values:
+        k, _, val = v.partition("=")
+        if not k:
+            raise InvalidArgument(f"invalid {what} {v!r}: expected KEY=VALUE")
+        out[k] = val
+    return out
+
+
 def each(names: Iterable[str], action: Callable[[str], object], echo: bool = True) -> None:
     """Docker's way with several names: act on each, echo the name when it worked, one
     ``Error:`` line for each that failed, and exit 1 at the end if any did."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from moorage.cli.common import confirm, engine, error, parse_filters
+from moorage.cli.common import confirm, engine, error, key_values, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound
 
 NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
@@ -34,16 +34,6 @@ def _get(nets: Any, ref: str) -> Any:
         raise NotFound(f"No such network: {ref}") from None
 
 
-def _labels(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        if not k:
-            raise InvalidArgument(f"invalid label {v!r}")
-        out[k] = val
-    return out
-
-
 @click.command("create")
 @click.option("-d", "--driver", default="bridge", help="Driver to manage the Network (bridge).")
 @click.option("--subnet", default="", help="Subnet in CIDR format.")
@@ -64,7 +54,7 @@ def create_cmd(
         raise InvalidArgument(f"{name} is a pre-defined network and cannot be created")
     net = nets.create(
         name, driver=driver, subnet=subnet, gateway=gateway, ip_range=ip_range,
-        internal=internal, labels=_labels(label), options=_labels(opt),
+        internal=internal, labels=key_values(label, "label"), options=key_values(opt, "option"),
     )  # fmt: skip
     click.echo(net.id)
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from moorage.cli.common import confirm, each, engine, error, parse_filters
-from moorage.errors import InvalidArgument, MoorageError
+from moorage.cli.common import confirm, each, engine, error, key_values, parse_filters
+from moorage.errors import MoorageError
 
 VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
 VOLUME_HEADERS = {"Name": "VOLUME NAME"}
@@ -17,16 +17,6 @@ def _service(ctx: click.Context) -> Any:
     from moorage.engine.volumes.service import VolumeService
 
     return VolumeService(engine(ctx).store)
-
-
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    out = {}
-    for v in values:
-        k, _, val = v.partition("=")
-        if not k:
-            raise InvalidArgument(f"invalid {what} {v!r}: expected KEY=VALUE")
-        out[k] = val
-    return out
 
 
 @click.command("create")
@@ -40,7 +30,7 @@ def create_cmd(
 ) -> None:
     """Create a volume."""
     vol = _service(ctx).create(
-        name, driver=driver, labels=_pairs(label, "label"), options=_pairs(opt, "option")
+        name, driver=driver, labels=key_values(label, "label"), options=key_values(opt, "option")
     )
     click.echo(vol.name)
 
