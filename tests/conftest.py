@@ -14,6 +14,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 MOOR = str(Path(sys.executable).parent / "moor")
 
+# Warm start (a background moor process per run root that runs commands with everything
+# imported) would start one per test here: off unless a run asks for it (MOORAGE_WARM=1 runs
+# the whole suite through it); tests/e2e/test_warm.py tests it on purpose.
+os.environ.setdefault("MOORAGE_WARM", "0")
+WARM = os.environ["MOORAGE_WARM"] not in ("0", "false", "no", "off", "")
+
 
 @dataclass
 class Result:
@@ -75,6 +81,8 @@ def moor(tmp_path: Path) -> Iterator[Moor]:
             m("rm", "-f", *ids, check=False)
         # its bridges, nftables tables and DNS server (the store goes, so they would stay)
         m("network", "teardown-host", check=False)
+    if WARM:
+        m("system", "warm", "--stop", check=False)
     with open("/proc/mounts") as f:
         leftover = [line.split()[1] for line in f if line.split()[1].startswith(str(tmp_path))]
     for mountpoint in reversed(leftover):

@@ -440,3 +440,21 @@ def _cmdline(pid: int) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def test_default_network_inspectable_before_first_use(moor: Moor) -> None:
+    """`inspect moor` / `inspect bridge` on a new store: the default network, as `network ls`
+    lists it, without creating its bridge on the host."""
+    import json
+
+    for name in ("moor", "bridge"):
+        doc = json.loads(moor("inspect", name).stdout)
+        assert [d["Name"] for d in doc] == ["moor"]
+        assert doc[0]["Driver"] == "bridge"
+        assert json.loads(moor("inspect", "--type", "network", name).stdout)[0]["Name"] == "moor"
+    bridge = json.loads(moor("network", "inspect", "moor").stdout)[0]["Options"][
+        "com.docker.network.bridge.name"
+    ]
+    assert not os.path.exists(f"/sys/class/net/{bridge}")
+    r = moor("inspect", "--type", "volume", "moor", check=False)
+    assert r.returncode == 1 and "No such" in r.stderr

@@ -833,6 +833,8 @@ def inspect_containers(
                 doc = svc.volumes.inspect(vol)
         if doc is None and kind in (None, "network"):
             net = svc.networks.find(name)
+            if net is None and name in ("bridge", "moor"):
+                net = svc.networks.default()  # made on first use, as `network ls` shows it
             if net is not None:
                 doc = svc.networks.inspect(net)
         if doc is None:

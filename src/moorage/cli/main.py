@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 
@@ -15,6 +14,14 @@ def main(argv: list[str] | None = None) -> None:
         # the fast path: no click, no store, just the answer
         sys.stdout.write(f"moor version {__version__}\n")
         return
+    warm = argv is None and _warm_enabled()
+    if warm:
+        # a warm moor process has everything imported: let it run the command (warmclient)
+        from moorage.cli import warmclient
+
+        served = warmclient.run(args)
+        if served is not None:
+            os._exit(served)
     from moorage.cli.app import run
 
     try:
@@ -28,9 +35,19 @@ def main(argv: list[str] | None = None) -> None:
             code = 1
     # everything is committed and flushed by now: skip the interpreter's ~15 ms teardown
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:  # noqa: SIM105 - contextlib would cost 3 ms of import on every command
             stream.flush()
+        except (OSError, ValueError):
+            pass
+    if warm and args[:2] != ["system", "warm"]:
+        from moorage.cli import warm as warm_server
+
+        warm_server.spawn(args)  # so that the next command starts warm
     os._exit(code)
+
+
+def _warm_enabled() -> bool:
+    return os.environ.get("MOORAGE_WARM", "1") not in ("0", "false", "no", "off", "")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,57 @@ def check_cmd(ctx: click.Context, repair: bool, quiet: bool) -> None:
     sys.exit(1)
 
 
+@click.command("warm")
+@click.option(
+    "--start", "action", flag_value="start", help="Start it now and wait until it listens."
+)
+@click.option("--stop", "action", flag_value="stop", help="Stop it (it also stops when idle).")
+@click.pass_context
+def warm_cmd(ctx: click.Context, action: str | None) -> None:
+    """Show, start or stop the warm process that runs commands with moorage already loaded.
+
+    moor starts one in the background when none runs (one per run root and installation);
+    it exits after MOORAGE_WARM_IDLE seconds (default 300) without a command. MOORAGE_WARM=0
+    turns warm start off.
+    """
+    import os
+    import signal
+    import time
+
+    from moorage.cli import warm, warmclient
+
+    runroot = str(ctx.find_root().params.get("runroot") or warmclient.runroot([]))
+    path = warmclient.socket_path(runroot)
+    pid = warm.status(path)
+    if action == "stop" and pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while warm.status(path) is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pid = warm.status(path)
+    elif action == "start" and pid is None:
+        warm.spawn(["--runroot", runroot])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _listening(path):
+            time.sleep(0.02)
+        pid = warm.status(path)
+    if pid is None:
+        click.echo(f"warm process: not running ({path})")
+    else:
+        click.echo(f"warm process: running, pid {pid} ({path})")
+
+
+def _listening(path: str) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(path)
+        except OSError:
+            return False
+        return True
+
+
 # operating commands live in cli/ops.py, loaded only when run
 _OPS = {f: f"moorage.cli.ops:{f}_cmd" for f in ("events", "boot", "supervisor")}
 
@@ -197,6 +248,7 @@ system_group.add_command(df_cmd, "df")
 system_group.add_command(system_prune_cmd, "prune")
 system_group.add_command(check_cmd, "check")
 system_group.add_command(info_cmd, "info")
+system_group.add_command(warm_cmd, "warm")
 
 from moorage.cli.service import service_cmd  # noqa: E402
 

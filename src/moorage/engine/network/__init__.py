@@ -1,0 +1,1 @@
+"""Networks: netns, IPAM, the native and netavark backends, DNS by name."""

@@ -1,0 +1,163 @@
+"""Warm start: commands handed to a background moor process that has everything imported.
+
+These tests turn it on (the rest of the suite runs with MOORAGE_WARM=0 unless asked) and check
+that a command run warm behaves as it does cold: output, exit codes, stdin, signals, and that
+the warm process cleans up after itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MOOR, Moor
+
+pytestmark = pytest.mark.usefixtures("bb")
+
+
+@pytest.fixture
+def warm(moor: Moor) -> Iterator[Moor]:
+    """The test's store with warm start on, and its warm process started."""
+    env = {**moor.env, "MOORAGE_WARM": "1", "MOORAGE_WARM_IDLE": "60"}
+    w = WarmMoor(moor.root, moor.runroot, env)
+    assert "running" in w("system", "warm", "--start").stdout
+    yield w
+    w("system", "warm", "--stop", check=False)
+
+
+class WarmMoor(Moor):
+    def __init__(self, root: Path, runroot: Path, env: dict[str, str]) -> None:
+        super().__init__(root, runroot)
+        self._env = env
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+    def server_pid(self) -> int | None:
+        # asked cold: a warm answer would count as use and keep the process from idling
+        out = cold(self, "system", "warm").stdout.decode()
+        m = re.search(r"running, pid (\d+)", out)
+        return int(m.group(1)) if m else None
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def wait_for(cond, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def cold(moor: Moor, *args: str, input: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [MOOR, *args], input=input, capture_output=True, env={**moor.env, "MOORAGE_WARM": "0"}
+    )
+
+
+@pytest.mark.parametrize(
+    "args,stdin",
+    [
+        (
+            [
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "bb:1",
+                "sh",
+                "-c",
+                "echo out; echo err >&2; exit 3",
+            ],
+            b"",
+        ),
+        (["run", "-i", "--rm", "--network", "none", "bb:1", "cat"], b"piped through\n"),
+        (["nosuch"], b""),
+        (["rmi", "no-such-image:9"], b""),
+        (["ps", "-a", "--format", "{{.Names}}"], b""),
+    ],
+)
+def test_warm_command_behaves_as_cold(
+    warm: WarmMoor, moor: Moor, args: list[str], stdin: bytes
+) -> None:
+    hot = warm(*args, input=stdin, check=False)
+    ref = cold(moor, *args, input=stdin)
+    assert (hot.returncode, hot.stdout, hot.stderr) == (
+        ref.returncode,
+        ref.stdout.decode(),
+        ref.stderr.decode(),
+    )
+
+
+def test_command_runs_in_the_warm_process_and_gets_signals(warm: WarmMoor) -> None:
+    server = warm.server_pid()
+    assert server is not None
+    script = 'trap "exit 7" TERM; echo ready; sleep 30 & wait'
+    p = warm.popen(
+        "run", "--rm", "--network", "none", "bb:1", "sh", "-c", script, stdout=subprocess.PIPE
+    )
+    assert p.stdout is not None
+    assert p.stdout.readline() == b"ready\n"
+    # the command runs as a child of the warm process, not of the moor the test started
+    served = wait_for(lambda: children(server))
+    assert p.pid not in served
+    p.send_signal(signal.SIGTERM)  # forwarded to the command, which proxies it to the container
+    assert p.wait(timeout=20) == 7
+    wait_for(lambda: not children(server))
+    assert warm("ps", "-aq").stdout == ""
+
+
+def test_a_killed_client_takes_its_command_with_it(warm: WarmMoor) -> None:
+    server = warm.server_pid()
+    assert server is not None
+    p = warm.popen("events", stdout=subprocess.DEVNULL)  # follows until killed
+    served = wait_for(lambda: children(server))
+    p.kill()
+    p.wait(timeout=5)
+    wait_for(lambda: not any(pid in children(server) for pid in served))
+
+
+def test_warm_process_stops_when_idle_and_comes_back(moor: Moor) -> None:
+    env = {**moor.env, "MOORAGE_WARM": "1", "MOORAGE_WARM_IDLE": "1"}
+    w = WarmMoor(moor.root, moor.runroot, env)
+    w("ps")  # cold: starts the warm process for the next command
+    first = wait_for(w.server_pid)
+    sockets = list((moor.runroot / "warm").glob("*.sock"))
+    wait_for(lambda: w.server_pid() is None and not any(s.exists() for s in sockets), timeout=15)
+    wait_for(lambda: not Path(f"/proc/{first}").exists())  # it exits, and is reaped
+    w("ps")
+    assert wait_for(w.server_pid) != first
+
+
+def test_a_killed_warm_process_is_replaced(warm: WarmMoor) -> None:
+    server = warm.server_pid()
+    assert server is not None
+    os.kill(server, signal.SIGKILL)
+    wait_for(lambda: not Path(f"/proc/{server}").exists())
+    # the socket is left behind: the next command runs cold and starts a new warm process
+    assert warm("run", "--rm", "--network", "none", "bb:1", "echo", "ok").stdout == "ok\n"
+    new = wait_for(warm.server_pid)
+    assert new != server
+    assert warm("run", "--rm", "--network", "none", "bb:1", "echo", "again").stdout == "again\n"
