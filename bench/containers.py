@@ -116,7 +116,23 @@ def _cmdlines() -> dict[int, str]:
 
 
 def procs_matching(markers: Sequence[str]) -> dict[int, str]:
-    return {p: c for p, c in _cmdlines().items() if any(m in c for m in markers if m)}
+    procs = _cmdlines()
+    # moorage's warm process stays on purpose (until idle); the children it forks per
+    # command are the command's own work and do count
+    warm = {
+        p
+        for p, c in procs.items()
+        if "moorage.cli.warm" in c and "moorage.cli.warm" not in procs.get(_ppid(p), "")
+    }
+    return {p: c for p, c in procs.items() if p not in warm and any(m in c for m in markers if m)}
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def settle(markers: Sequence[str], timeout: float = 15.0) -> float:
@@ -215,7 +231,7 @@ class Tool:
         sh(self.cmd("rm", "-f", *self.rm_extra, *ids), self.env)
 
     def leftovers(self) -> list[str]:
-        if self.name == "moorage":
+        if self.name.startswith("moorage"):
             out = sh(self.cmd("ps", "-aq", "--no-trunc"), self.env)
         else:
             out = sh(self.cmd("ps", "-aq", "--no-trunc", "--filter", f"name={PREFIX}"), self.env)
@@ -242,16 +258,23 @@ def _podman_tool() -> tuple[Tool | None, str]:
     return Tool("podman", argv, "localhost/bb:1", "conmon", rm_extra=["-t", "0"]), ""
 
 
-def _moorage_tool(work: Path) -> Tool:
+def _moorage_tool(work: Path, warm: bool = True) -> Tool:
+    """moorage as installed (warm start on, its warm process started first), or with warm
+    start off (``MOORAGE_WARM=0``: every command pays for Python and its imports)."""
     env = {
         **os.environ,
         "MOORAGE_ROOT": str(work / "root"),
         "MOORAGE_RUNROOT": str(work / "run"),
+        "MOORAGE_WARM": "1" if warm else "0",
+        "MOORAGE_WARM_IDLE": "600",
     }
-    tool = Tool("moorage", [MOOR], "bb:1", "conmon", env=env, uses_cidfile=False)
+    name = "moorage" if warm else "moorage-cold"
+    tool = Tool(name, [MOOR], "bb:1", "conmon", env=env, uses_cidfile=False)
     # no --cidfile in moorage: everything it leaves running mentions the private store paths
     tool.markers = [str(work)]
-    sh(tool.cmd("import", "-c", 'CMD ["sh"]', str(BB_TAR), "bb:1"), env)
+    if warm:
+        sh(tool.cmd("import", "-c", 'CMD ["sh"]', str(BB_TAR), "bb:1"), env)
+        sh(tool.cmd("system", "warm", "--start"), env)
     return tool
 
 
@@ -269,6 +292,8 @@ def _cleanup_tool(tool: Tool) -> None:
 
 def _cleanup_moorage_store(work: Path) -> None:
     root = str(work)
+    env = {**os.environ, "MOORAGE_RUNROOT": str(work / "run"), "MOORAGE_WARM": "0"}
+    subprocess.run([MOOR, "system", "warm", "--stop"], env=env, capture_output=True)
     settle([root], timeout=10)
     # anything still running from our private store was started by us: end it by pid
     for pid in procs_matching([root]):
@@ -393,6 +418,10 @@ def bench_run_rm(tools: list[Tool], runc: BareRunc | None, runs: int, work: Path
     report("run --rm true", ours, med(runc_times) if runc_times else None, "runc  ", "<= 2.0")
     report("run --rm true", ours, ref.get("docker"), "docker", "<= 0.33")
     report("run --rm true", ours, ref.get("podman"), "podman", "-")
+    if times.get("moorage-cold"):
+        cold = med(times["moorage-cold"])
+        report("run --rm true, MOORAGE_WARM=0", cold, ref.get("docker"), "docker", "<= 0.33")
+        report("run --rm true, MOORAGE_WARM=0", cold, med(runc_times) or None, "runc  ", "<= 2.0")
     if runc_moor_times:
         print(
             f"  bare runc run with moorage's own config.json (seccomp etc.): "
@@ -455,6 +484,11 @@ def bench_batch(tools: list[Tool], reps: int) -> None:
     total = {n: med(r["start"]) + med(r["rm"]) for n, r in res.items() if r["start"]}
     for ref, target in (("docker", "<= 0.5"), ("podman", "-")):
         report(f"{BATCH} x run -d + rm -f, total", total["moorage"], total.get(ref), ref, target)
+    if "moorage-cold" in total:
+        report(
+            f"{BATCH} x run -d + rm -f, WARM=0", total["moorage-cold"], total.get("docker"),
+            "docker", "<= 0.5",
+        )  # fmt: skip
     print(
         "  per container: "
         + "   ".join(
@@ -618,7 +652,8 @@ def _importtime(py: str, env: dict[str, str]) -> list[tuple[int, int, int, str]]
 def bench_breakdown(tool: Tool, runs: int, work: Path) -> None:
     assert tool.env is not None
     py = _moor_python()
-    env = {**tool.env, "MBENCH_OUT": str(work / "harness.json")}
+    # where a cold start's time goes (the warm process skips the interpreter and imports)
+    env = {**tool.env, "MBENCH_OUT": str(work / "harness.json"), "MOORAGE_WARM": "0"}
     floor = []
     version = []
     for _ in range(max(runs, 10)):
@@ -718,7 +753,7 @@ def main(runs: int = 15) -> None:
     old_term = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         moorage = _moorage_tool(work)
-        tools.append(moorage)
+        tools += [moorage, _moorage_tool(work, warm=False)]
         for make in (_docker_tool, _podman_tool):
             tool, why = make()
             name = make.__name__.strip("_").removesuffix("_tool")
@@ -734,7 +769,7 @@ def main(runs: int = 15) -> None:
         print(f"load average at start: {_loadavg()} ({os.cpu_count()} CPUs)")
         bench_run_rm(tools, runc, runs, work)
         bench_batch(tools, max(1, runs // 5))
-        bench_memory(tools)
+        bench_memory([t for t in tools if t.name != "moorage-cold"])
         bench_breakdown(moorage, runs, work)
         print(f"\nload average at end: {_loadavg()}")
     finally:

@@ -165,10 +165,13 @@ def main() -> None:
     print(f"load average {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     with tempfile.TemporaryDirectory(prefix="mbench-net-") as work:
         env = {**os.environ, "MOORAGE_ROOT": f"{work}/root", "MOORAGE_RUNROOT": f"{work}/run"}
+        env.setdefault("MOORAGE_WARM", "1")
+        cold_env = {**env, "MOORAGE_WARM": "0"}  # every command pays for Python's start
         moor = [MOOR]
         docker = [DOCKER or "docker"]
         try:
             run([*moor, "import", "-c", 'CMD ["sh"]', str(BB_TAR), "bb:1"], env)
+            run([*moor, "system", "warm", "--start"], env)
             for name, extra in (("run --rm -p 127.0.0.1:X:80 bb:1 true", True),
                                 ("run --rm bb:1 true (default bridge)", False)):  # fmt: skip
 
@@ -179,6 +182,8 @@ def main() -> None:
                 ours = median_time(lambda: once(moor, env), args.runs)
                 theirs = median_time(lambda: once(docker, None), args.runs) if docker_ok else None
                 report(name, ours, theirs, "<= 0.33")
+                cold = median_time(lambda: once(moor, cold_env), args.runs)
+                report(f"{name.partition(' bb:1')[0]}, MOORAGE_WARM=0", cold, theirs, "<= 0.33")
             ours_bps = throughput(moor, "bb:1", env, args.gib)
             theirs_bps = throughput(docker, "bb:1", None, args.gib) if docker_ok else None
             if theirs_bps:
@@ -190,6 +195,7 @@ def main() -> None:
             in_process(env, args.runs)
         finally:
             subprocess.run([*moor, "network", "teardown-host"], env=env, capture_output=True)
+            subprocess.run([*moor, "system", "warm", "--stop"], env=env, capture_output=True)
 
 
 if __name__ == "__main__":

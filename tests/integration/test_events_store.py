@@ -25,7 +25,7 @@ def store(tmp_path: Path) -> _Store:
 
 
 def test_retention_keeps_the_newest(store: _Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ev, "MAX_EVENTS", 10)
+    monkeypatch.setenv("MOORAGE_EVENTS_MAX", "10")
     for i in range(200):
         ev.record_event(store, "image", "tag", f"id{i}", {"name": f"n{i}"})
     rows = ev.read_events(store.db.conn)

@@ -36,9 +36,14 @@ FORWARDED = (
 DEFAULT_RUNROOT = "/run/moorage"
 
 
-def runroot(args: list[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> str:
-    """The run root this command will use: a leading ``--runroot`` flag, the env, the default."""
-    value = environ.get("MOORAGE_RUNROOT") or DEFAULT_RUNROOT
+# commands that need the controlling terminal (a password prompt opens /dev/tty), which a
+# command run by the warm process does not have
+COLD_COMMANDS = frozenset({"login"})
+
+
+def _globals(args: list[str]) -> tuple[str | None, int]:
+    """The ``--runroot`` among the leading global flags, and where the command name is."""
+    value = None
     i = 0
     while i < len(args) and args[i].startswith("-") and args[i] != "--":
         arg = args[i]
@@ -47,7 +52,18 @@ def runroot(args: list[str], environ: os._Environ[str] | dict[str, str] = os.env
         elif arg.startswith("--runroot="):
             value = arg.partition("=")[2]
         i += 2 if arg in ("--runroot", "--root", "--log-level", "-l") else 1
-    return value
+    return value, i
+
+
+def runroot(args: list[str], environ: os._Environ[str] | dict[str, str] = os.environ) -> str:
+    """The run root this command will use: a leading ``--runroot`` flag, the env, the default."""
+    flag, _ = _globals(args)
+    return flag or environ.get("MOORAGE_RUNROOT") or DEFAULT_RUNROOT
+
+
+def command_name(args: list[str]) -> str:
+    _, i = _globals(args)
+    return args[i] if i < len(args) else ""
 
 
 def identity() -> str:
@@ -84,6 +100,8 @@ def _fds_payload(fds: tuple[int, ...]) -> bytes:
 
 def run(args: list[str]) -> int | None:
     """Run the command in the warm process: its exit code, or None to run it here instead."""
+    if command_name(args) in COLD_COMMANDS:
+        return None
     try:
         for fd in (0, 1, 2):
             os.fstat(fd)

@@ -2,7 +2,7 @@
 
 One function writes: :func:`record_event` (and :func:`container_event`, which adds a
 container's usual attributes). A row goes into the ``events`` table (retention: the newest
-:data:`MAX_EVENTS`), then every live follower is woken at once: each ``moor events`` binds a
+:func:`max_events`), then every live follower is woken at once: each ``moor events`` binds a
 unix datagram socket under ``RUNROOT/events/`` and the writer sends one empty datagram to
 each, so a follower learns of an event without polling (it then reads the new rows).
 
@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-MAX_EVENTS = int(os.environ.get("MOORAGE_EVENTS_MAX", "10000"))
+MAX_EVENTS = 10000
+
+
+def max_events() -> int:
+    """How many events the journal keeps (env MOORAGE_EVENTS_MAX, read when needed: a warm
+    process imports this module once for many commands)."""
+    try:
+        return int(os.environ.get("MOORAGE_EVENTS_MAX", MAX_EVENTS))
+    except ValueError:
+        return MAX_EVENTS
 """How many events the table keeps (the oldest go first)."""
 
 _TRIM_EVERY = 64
@@ -115,7 +124,7 @@ def record_event(
         )
         seq = cur.lastrowid or 0
         if seq % _TRIM_EVERY == 0:
-            conn.execute("DELETE FROM events WHERE seq <= ?", (seq - MAX_EVENTS,))
+            conn.execute("DELETE FROM events WHERE seq <= ?", (seq - max_events(),))
     except Exception:
         return
     notify(store.runroot)

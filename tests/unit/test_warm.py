@@ -1,0 +1,86 @@
+"""Warm start's pure parts: the run root a command uses, the request format, staleness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from moorage.cli import warm, warmclient
+
+
+@pytest.mark.parametrize(
+    "args,env,expected",
+    [
+        (["ps"], {}, "/run/moorage"),
+        (["ps"], {"MOORAGE_RUNROOT": "/tmp/r"}, "/tmp/r"),
+        (["--runroot", "/x", "ps"], {"MOORAGE_RUNROOT": "/tmp/r"}, "/x"),
+        (["--runroot=/y", "ps"], {}, "/y"),
+        (["--root", "/s", "--runroot", "/z", "run", "--runroot", "/no"], {}, "/z"),
+        (["-l", "debug", "--runroot", "/d", "ps"], {}, "/d"),
+        # a flag of the subcommand is not the global one
+        (["run", "--runroot", "/no", "img"], {}, "/run/moorage"),
+    ],
+)
+def test_runroot_follows_the_global_flag_then_the_env(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    assert warmclient.runroot(args, env) == expected
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [(["login", "x"], "login"), (["--root", "/r", "-l", "info", "ps"], "ps"), (["--help"], "")],
+)
+def test_command_name_skips_the_global_flags(args: list[str], expected: str) -> None:
+    assert warmclient.command_name(args) == expected
+
+
+def test_socket_path_depends_on_the_code_identity() -> None:
+    a = warmclient.socket_path("/r", "python\n/site/moorage")
+    b = warmclient.socket_path("/r", "python\n/other/moorage")
+    assert a.startswith("/r/warm/") and a.endswith(".sock")
+    assert a != b
+    assert len(a) < 100  # within AF_UNIX's limit for any sane run root
+
+
+def test_request_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MOOR_TEST_VALUE", "a=b c")
+    args = ["run", "--rm", "img", "sh", "-c", "echo 'x y'", "", "é"]
+    data = warmclient.encode_request(args, "py\n/pkg")
+    assert int.from_bytes(data[:4], "big") == len(data) - 4
+    req = warm.decode_request(data[4:])
+    assert req.identity == "py\n/pkg"
+    assert req.args == args
+    assert req.cwd == os.fsencode(tmp_path)
+    assert req.env[b"MOOR_TEST_VALUE"] == b"a=b c"
+    old = os.umask(0o22)
+    os.umask(old)
+    assert req.umask == old
+
+
+def test_decode_refuses_what_is_not_a_request() -> None:
+    with pytest.raises(ValueError, match="not a warm-start request"):
+        warm.decode_request(b"GET / HTTP/1.1\r\n")
+
+
+def test_source_signature_sees_an_edit(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub" / "b.py").write_text("y = 1\n")
+    (tmp_path / "notes.txt").write_text("ignored\n")
+    before = warm.source_signature(tmp_path)
+    assert len(before) == 2
+    assert warm.source_signature(tmp_path) == before
+    (tmp_path / "notes.txt").write_text("still ignored\n")
+    assert warm.source_signature(tmp_path) == before
+    (tmp_path / "sub" / "b.py").write_text("y = 22\n")
+    assert warm.source_signature(tmp_path) != before
+
+
+@pytest.mark.parametrize("value,expected", [(None, 300.0), ("5", 5.0), ("0", 0.1), ("soon", 300.0)])
+def test_idle_timeout(value: str | None, expected: float) -> None:
+    env = {} if value is None else {"MOORAGE_WARM_IDLE": value}
+    assert warm.idle_timeout(env) == expected
