@@ -33,6 +33,8 @@ def max_events() -> int:
         return int(os.environ.get("MOORAGE_EVENTS_MAX", MAX_EVENTS))
     except ValueError:
         return MAX_EVENTS
+
+
 """How many events the table keeps (the oldest go first)."""
 
 _TRIM_EVERY = 64
