@@ -415,7 +415,7 @@ def status(path: str) -> int | None:
 
 
 def main(argv: list[str]) -> None:
-    path = argv[0]
+    path = os.path.abspath(argv[0])
     os.chdir("/")  # hold no directory busy; each command gets its own cwd
     server = WarmServer(path, idle_timeout())
     if not server.claim():
