@@ -142,6 +142,7 @@ def test_a_killed_client_takes_its_command_with_it(warm: WarmMoor) -> None:
 def test_warm_process_stops_when_idle_and_comes_back(moor: Moor) -> None:
     env = {**moor.env, "MOORAGE_WARM": "1", "MOORAGE_WARM_IDLE": "1"}
     w = WarmMoor(moor.root, moor.runroot, env)
+    cold(w, "system", "warm", "--stop")  # one the fixtures started (MOORAGE_WARM=1 runs)
     w("ps")  # cold: starts the warm process for the next command
     first = wait_for(w.server_pid)
     sockets = list((moor.runroot / "warm").glob("*.sock"))

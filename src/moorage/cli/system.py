@@ -212,8 +212,10 @@ def warm_cmd(ctx: click.Context, action: str | None) -> None:
         while warm.status(path) is not None and time.monotonic() < deadline:
             time.sleep(0.02)
         pid = warm.status(path)
-    elif action == "start" and pid is None:
-        warm.spawn(["--runroot", runroot])
+    elif action == "start":
+        if pid is None:
+            warm.spawn(["--runroot", runroot])
+        # one that has just started may still be importing: wait until it listens
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not _listening(path):
             time.sleep(0.02)
