@@ -29,6 +29,12 @@ def command(*words: str) -> bytes:
 
 class Counter(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
+        if self.path == "/ping":  # ready: the store answers (and nothing is counted)
+            try:
+                self.answer(200, command("PING")[1:].decode() + "\n")
+            except OSError as e:
+                self.answer(503, f"the key-value store {DB[0]}:{DB[1]} cannot be reached: {e}\n")
+            return
         if self.path not in ("/", "/index.html"):
             self.answer(404, "not found\n")
             return
