@@ -152,5 +152,7 @@ def test_unreachable_mirror_is_said_with_exit_3(tmp_path: Path) -> None:
 def test_usage_errors() -> None:
     r = base_images("--bogus")
     assert r.returncode == 2 and "base-images: unknown argument --bogus" in r.stderr
+    r = base_images("--tag")
+    assert r.returncode == 2 and r.stderr == "base-images: --tag needs a value\n"
     r = subprocess.run([BASE_IMAGES, "alpine"], capture_output=True, text=True, check=False)
     assert r.returncode == 2 and r.stderr.startswith("usage: scripts/base-images busybox|debian")
