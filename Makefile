@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the code and the tests use (docker.io: the docker CLI for the API's
 # acceptance tests; its daemon is never started by the install)
-APT_PACKAGES := busybox-static python3-venv tar file runc conmon catatonit tmux procps curl \
+APT_PACKAGES := busybox-static python3-venv tar file runc conmon catatonit tmux procps curl debootstrap \
 	libnftables1 nftables aardvark-dns netavark iptables docker.io
 
 .PHONY: setup system-packages demo test lint unit bench clean
