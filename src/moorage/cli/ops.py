@@ -127,7 +127,8 @@ def healthcheck_run_cmd(ctx: click.Context, container: str) -> None:
         health.write_probe_process(layout.bundle, layout.run_dir, cfg)
         runtime = svc.runtime(rec)
         args = runtime.global_args()
-        result = health.run_probe(runtime.path, args, rec.id, layout.run_dir, cfg)
+        plan, _ = health.probe_method(layout.bundle, cfg, rec.pid)
+        result = health.run_probe(runtime.path, args, rec.id, layout.run_dir, cfg, plan)
     except MoorageError as e:
         error(str(e))
         sys.exit(125)

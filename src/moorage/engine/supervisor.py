@@ -6,9 +6,11 @@ the store does not have. ``moor run``/``start`` of a health-checked container st
 command that looks at a health-checked container starts it again if it was killed. One
 instance per run root, held by a lock on ``RUNROOT/supervisor.lock``.
 
-One thread, one ``select`` loop: probes run as ``runc exec`` children whose output pipes it
-watches; results are written in one transaction per wakeup. It imports no click and none of
-the engine's container code, so it stays small (``python -m moorage.engine.supervisor``).
+One thread, one ``poll`` loop: probes run as children whose output pipes it watches (the
+check's own process, entered into the container directly, or ``runc exec`` where that path
+does not apply: ``health.probe_method``); results are written in one transaction per wakeup.
+It imports no click and none of the engine's container code, so it stays small
+(``python -m moorage.engine.supervisor``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moorage.engine import health
 from moorage.engine.events import record_event
+
+if TYPE_CHECKING:
+    from moorage.runtime.enter import EnterPlan
 
 IDLE_EXIT = 5.0
 """Seconds without any health-checked container before the supervisor exits."""
@@ -48,6 +53,8 @@ class _Target:
     runtime: str
     run_dir: Path
     due: float
+    plan: EnterPlan | None = None  # None: probes go through the runtime's exec
+    method: str = ""
     probe: health.Probe | None = None
 
 
@@ -114,11 +121,12 @@ class Supervisor:
             seen.add(cid)
             if old is not None and old.probe is not None:
                 self._abandon(old)
+            plan, method = health.probe_method(self.root / "containers" / cid, cfg, pid)
             self.targets[cid] = _Target(
                 cid=cid, name=name, image=image, labels=dict(spec.get("labels") or {}), cfg=cfg,
                 started_at=started_at, pid=pid, runtime=spec.get("runtime") or "runc",
                 run_dir=self.runroot / "containers" / cid,
-                due=max(now, started_at + cfg.interval / health.NS),
+                due=max(now, started_at + cfg.interval / health.NS), plan=plan, method=method,
             )  # fmt: skip
         for cid in list(self.targets):
             if cid not in seen:
@@ -129,9 +137,8 @@ class Supervisor:
     def _abandon(self, t: _Target) -> None:
         assert t.probe is not None
         t.probe.kill()
-        t.probe.proc.wait()
-        if t.probe.proc.stdout is not None:
-            t.probe.proc.stdout.close()
+        t.probe.wait()
+        t.probe.close()
         t.probe = None
 
     def launch(self, now: float) -> None:
@@ -143,7 +150,7 @@ class Supervisor:
                 continue
             path, args = self._runtime(t.runtime)
             try:
-                t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg)
+                t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg, t.plan)
             except OSError:
                 t.due = now + t.cfg.interval / health.NS
 
@@ -154,7 +161,7 @@ class Supervisor:
         due = [t.due for t in self.targets.values() if t.probe is None]
         due += [t.probe.deadline for t in waiting if t.probe is not None]
         wait = min([timeout, *(d - now for d in due)])
-        fds = {t.probe.proc.stdout.fileno(): t for t in waiting if t.probe and t.probe.proc.stdout}
+        fds = {t.probe.out: t for t in waiting if t.probe is not None}
         if fds:  # poll, not select: no limit on the fd numbers of many probes
             poller = select.poll()
             for fd in fds:
@@ -169,7 +176,7 @@ class Supervisor:
             t = fds[fd]
             assert t.probe is not None
             if not t.probe.read():
-                t.probe.proc.wait()
+                t.probe.wait()
                 finished.append((t, t.probe.result(now)))
         for t in waiting:
             p = t.probe
@@ -177,7 +184,7 @@ class Supervisor:
                 continue
             if now >= p.deadline:
                 p.kill()
-                p.proc.wait()
+                p.wait()
                 finished.append((t, p.result(now)))
         if not finished:
             return
@@ -185,8 +192,7 @@ class Supervisor:
         with self.db.transaction() as conn:
             for t, result in finished:
                 assert t.probe is not None
-                if t.probe.proc.stdout is not None:
-                    t.probe.proc.stdout.close()
+                t.probe.close()
                 t.probe = None
                 t.due = now + t.cfg.interval / health.NS
                 exists = conn.execute("SELECT 1 FROM containers WHERE id = ?", (t.cid,))

@@ -1,0 +1,431 @@
+"""Entering a running container from the host without the OCI runtime: the fast path of
+health checks (a ``runc exec`` costs ~33 ms of CPU, two Go runtime starts; this costs a
+couple of forks of the caller and a handful of syscalls).
+
+The process gets what ``runc exec`` gives it, read from the container's ``config.json``:
+the container's cgroups (every v1 hierarchy's ``cgroup.procs``, or the v2 one), its
+namespaces (``/proc/PID/ns/*`` of its init, for the types the config lists), its root,
+then the process spec: rlimits, capability bounding set, supplementary groups, gid, uid,
+effective/permitted/inheritable and ambient capabilities, no_new_privs, the seccomp filter
+(compiled once with libseccomp, :mod:`moorage.runtime.seccompbpf`), umask, working directory,
+environment (``HOME`` from the container's passwd when missing, as runc) and ``execve``.
+
+Shape, as runc's own: the caller forks an intermediate child that joins the cgroups and
+namespaces (``setns(CLONE_NEWPID)`` only applies to children) and forks the process; the
+intermediate reports that process's host pid through a pipe and exits, the process is
+reparented to the caller, which is made a child subreaper for that. The caller must be
+single-threaded (a fork of a threaded Python is unsafe): :func:`spawn` refuses otherwise.
+
+What this path does not handle, :func:`unsupported` names, and the caller then uses the
+runtime's ``exec`` (the choice is explicit: see ``engine.health.probe_method``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from moorage.errors import MoorageError
+
+_NS_PROC_NAME = {
+    "ipc": "ipc",
+    "uts": "uts",
+    "network": "net",
+    "pid": "pid",
+    "cgroup": "cgroup",
+    "mount": "mnt",
+}
+# joined in this order: the cgroup namespace after the cgroups are joined by host path, the
+# mount namespace last (it changes what paths mean)
+_NS_ORDER = ("ipc", "uts", "network", "pid", "cgroup", "mount")
+
+_PR_SET_KEEPCAPS = 8
+_PR_SET_SECCOMP = 22
+_PR_CAPBSET_DROP = 24
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_RAISE = 2
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SECCOMP_MODE_FILTER = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class EnterFailed(MoorageError):
+    """The process could not be started in the container (the message says which step)."""
+
+
+@dataclass(frozen=True)
+class EnterPlan:
+    """Everything the forked children need, worked out beforehand by the caller so that the
+    children only make syscalls."""
+
+    pid: int
+    namespaces: tuple[str, ...]  # /proc/PID/ns/* names, in joining order
+    cgroup_procs: tuple[str, ...]  # host paths of the container's cgroup.procs files
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    umask: int
+    rlimits: tuple[tuple[int, int, int], ...]
+    bounding: int  # capability masks
+    effective: int
+    permitted: int
+    inheritable: int
+    ambient: int
+    no_new_privileges: bool
+    seccomp_bpf: bytes | None
+    oom_score_adj: int | None
+
+
+def unsupported(config: dict[str, Any]) -> str | None:
+    """Why this path cannot start a process in a container with this ``config.json``, or
+    None when it can."""
+    if os.geteuid() != 0:
+        return "not root"
+    process = config.get("process") or {}
+    linux = config.get("linux") or {}
+    for ns in linux.get("namespaces") or []:
+        if ns.get("type") not in _NS_PROC_NAME:
+            return f"a {ns.get('type')} namespace"
+    for key in ("apparmorProfile", "selinuxLabel", "ioPriority", "scheduler", "execCPUAffinity"):
+        if process.get(key):
+            return f"process.{key}"
+    for key in ("intelRdt", "personality", "mountLabel"):
+        if linux.get(key):
+            return f"linux.{key}"
+    if process.get("terminal"):
+        return "a terminal"
+    for rl in process.get("rlimits") or []:
+        if not hasattr(resource, str(rl.get("type"))):
+            return f"rlimit {rl.get('type')}"
+    seccomp = linux.get("seccomp")
+    if seccomp:
+        from moorage.runtime import seccompbpf
+
+        try:
+            seccompbpf.check(seccomp)
+            seccompbpf._libseccomp()
+        except seccompbpf.SeccompUnsupported as e:
+            return str(e)
+    return None
+
+
+def _cap_mask(names: list[str] | None) -> int:
+    from moorage.oci.capabilities import CAPABILITIES
+
+    index = {n: i for i, n in enumerate(CAPABILITIES)}
+    mask = 0
+    for n in names or []:
+        if n in index:
+            mask |= 1 << index[n]
+    return mask
+
+
+_mounts: dict[frozenset[str], str] | None = None
+
+
+def _cgroup_mounts() -> dict[frozenset[str], str]:
+    """v1 hierarchies by their controllers (``name=systemd`` included) and the v2 one under
+    the empty set, from the host's mount table."""
+    global _mounts
+    if _mounts is None:
+        found: dict[frozenset[str], str] = {}
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields, rfields = left.split(), right.split()
+                if len(rfields) < 3 or fields[3] != "/":
+                    continue
+                if rfields[0] == "cgroup2":
+                    found.setdefault(frozenset(), fields[4])
+                elif rfields[0] == "cgroup":
+                    opts = {o for o in rfields[2].split(",") if o not in ("rw", "ro")}
+                    found.setdefault(frozenset(opts), fields[4])
+        _mounts = found
+    return _mounts
+
+
+def cgroup_procs_files(pid: int) -> list[str]:
+    """The ``cgroup.procs`` of every cgroup process ``pid`` is in (host paths)."""
+    mounts = _cgroup_mounts()
+    out = []
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            want = frozenset(c for c in controllers.split(",") if c)
+            mount = mounts.get(want)
+            if mount is None:
+                mount = next((m for k, m in mounts.items() if want and want <= k), None)
+            if mount is None:
+                continue
+            out.append(f"{mount.rstrip('/')}/{path.lstrip('/')}".rstrip("/") + "/cgroup.procs")
+    return out
+
+
+def plan(config: dict[str, Any], process: dict[str, Any], pid: int) -> EnterPlan:
+    """The plan for running ``process`` (an OCI process object) in the container whose
+    ``config.json`` is ``config`` and whose init is host pid ``pid``."""
+    reason = unsupported({**config, "process": process})
+    if reason is not None:
+        raise EnterFailed(f"cannot enter the container directly: {reason}")
+    linux = config.get("linux") or {}
+    types = {ns.get("type") for ns in linux.get("namespaces") or []}
+    namespaces = tuple(_NS_PROC_NAME[t] for t in _NS_ORDER if t in types)
+    try:
+        cgroups = tuple(cgroup_procs_files(pid))
+    except OSError as e:
+        raise EnterFailed(f"the container's process {pid} is gone: {e}") from e
+    user = process.get("user") or {}
+    caps = process.get("capabilities") or {}
+    rlimits = tuple(
+        (int(getattr(resource, rl["type"])), int(rl["soft"]), int(rl["hard"]))
+        for rl in process.get("rlimits") or []
+    )
+    seccomp = linux.get("seccomp")
+    bpf = None
+    if seccomp:
+        from moorage.runtime import seccompbpf
+
+        try:
+            bpf = seccompbpf.compile_bpf(seccomp)
+        except seccompbpf.SeccompUnsupported as e:
+            raise EnterFailed(f"cannot enter the container directly: {e}") from e
+    oom = process.get("oomScoreAdj")
+    return EnterPlan(
+        pid=pid,
+        namespaces=namespaces,
+        cgroup_procs=cgroups,
+        argv=tuple(process["args"]),
+        env=tuple(process.get("env") or ()),
+        cwd=process.get("cwd") or "/",
+        uid=int(user.get("uid", 0)),
+        gid=int(user.get("gid", 0)),
+        groups=tuple(int(g) for g in user.get("additionalGids") or ()),
+        umask=int(user["umask"]) if user.get("umask") is not None else 0o022,
+        rlimits=rlimits,
+        bounding=_cap_mask(caps.get("bounding")),
+        effective=_cap_mask(caps.get("effective")),
+        permitted=_cap_mask(caps.get("permitted")),
+        inheritable=_cap_mask(caps.get("inheritable")),
+        ambient=_cap_mask(caps.get("ambient")),
+        no_new_privileges=bool(process.get("noNewPrivileges")),
+        seccomp_bpf=bpf,
+        oom_score_adj=int(oom) if oom else None,
+    )
+
+
+# ---- the children --------------------------------------------------------------------------
+
+_libc: Any = None
+
+
+def _c() -> Any:
+    global _libc
+    if _libc is None:
+        lib = ctypes.CDLL(None, use_errno=True)
+        lib.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                              ctypes.c_ulong]  # fmt: skip
+        lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+        lib.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        _libc = lib
+    return _libc
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _prctl(option: int, a: int = 0, b: int = 0) -> None:
+    _check(_c().prctl(option, a, b, 0, 0), f"prctl({option})")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+_LAST_CAP: int | None = None
+
+
+def _home(uid: int) -> str:
+    """runc's HOME for a process without one: the user's passwd entry in the container."""
+    try:
+        with open("/etc/passwd", errors="replace") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def _lookpath(argv0: str, env: tuple[str, ...]) -> str:
+    if "/" in argv0:
+        return argv0
+    path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/bin:/bin")
+    for d in path.split(":"):
+        cand = f"{d or '.'}/{argv0}"
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise FileNotFoundError(f'exec: "{argv0}": executable file not found in $PATH')
+
+
+def _become(p: EnterPlan) -> None:
+    """In the process itself (in the container's namespaces and root, still host root): the
+    process spec, in runc's order, then execve. Never returns."""
+    c = _c()
+    for res, soft, hard in p.rlimits:
+        resource.setrlimit(res, (soft, hard))
+    env = list(p.env)
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={_home(p.uid)}")
+    exe = _lookpath(p.argv[0], p.env)
+    if p.no_new_privileges:
+        _prctl(_PR_SET_NO_NEW_PRIVS, 1)
+    fprog = None
+    if p.seccomp_bpf is not None:
+        buf = ctypes.create_string_buffer(p.seccomp_bpf, len(p.seccomp_bpf))
+        fprog = _SockFprog(len(p.seccomp_bpf) // 8, ctypes.addressof(buf))
+        if not p.no_new_privileges:
+            # without no_new_privs loading needs CAP_SYS_ADMIN: before the capabilities go
+            _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    last = _LAST_CAP if _LAST_CAP is not None else _last_cap()
+    for cap in range(last + 1):
+        if not p.bounding & (1 << cap):
+            _prctl(_PR_CAPBSET_DROP, cap)
+    _prctl(_PR_SET_KEEPCAPS, 1)
+    os.setgroups(list(p.groups))
+    os.setresgid(p.gid, p.gid, p.gid)
+    os.setresuid(p.uid, p.uid, p.uid)
+    _prctl(_PR_SET_KEEPCAPS, 0)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)(
+        p.effective & 0xFFFFFFFF, p.permitted & 0xFFFFFFFF, p.inheritable & 0xFFFFFFFF,
+        p.effective >> 32, p.permitted >> 32, p.inheritable >> 32,
+    )  # fmt: skip
+    _check(c.capset(ctypes.addressof(header), ctypes.addressof(data)), "capset")
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    for cap in range(last + 1):
+        if p.ambient & (1 << cap):
+            _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_RAISE, cap)
+    os.umask(p.umask)
+    os.chdir(p.cwd)
+    if fprog is not None and p.no_new_privileges:
+        _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog))
+    os.execve(exe, list(p.argv), dict(e.split("=", 1) for e in env if "=" in e))
+
+
+def _intermediate(p: EnterPlan, report: int, out: int) -> int:
+    """In the first child: join the cgroups and namespaces, fork the process, report its
+    pid. Returns the exit status of this child."""
+    c = _c()
+    if p.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(p.oom_score_adj))
+    fds = [os.open(f"/proc/{p.pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in p.namespaces]
+    root = os.open(f"/proc/{p.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    for path in p.cgroup_procs:
+        with open(path, "w") as f:
+            f.write("0")
+    for ns, fd in zip(p.namespaces, fds, strict=True):
+        _check(c.setns(fd, 0), f"setns {ns}")
+        os.close(fd)
+    os.fchdir(root)
+    os.chroot(".")
+    os.close(root)
+    child = os.fork()
+    if child == 0:
+        code = 126
+        try:
+            os.setsid()  # its own process group: a timeout kills whatever it started
+            os.close(report)
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(out, 1)
+            os.dup2(out, 2)
+            os.closerange(3, 1 << 20)
+            try:
+                _become(p)
+            except FileNotFoundError as e:
+                code = 127
+                os.write(2, f"exec failed: unable to start container process: {e}\n".encode())
+            except BaseException as e:
+                os.write(2, f"exec failed: unable to start container process: {e}\n".encode())
+        finally:
+            os._exit(code)
+    os.write(report, f"P{child}\n".encode())
+    return 0
+
+
+def spawn(p: EnterPlan, out: int) -> int:
+    """Start the plan's process with ``out`` as its stdout and stderr (stdin /dev/null);
+    returns its host pid. The caller waits for it (``os.waitpid``: it is reparented to the
+    caller) and may kill its process group."""
+    if threading.active_count() != 1:
+        raise EnterFailed("cannot enter a container from a threaded process")
+    global _LAST_CAP
+    if _LAST_CAP is None:
+        _LAST_CAP = _last_cap()
+        _c()
+        _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    r, w = os.pipe()
+    try:
+        inter = os.fork()
+        if inter == 0:
+            code = 1
+            try:
+                os.close(r)
+                code = _intermediate(p, w, out)
+            except BaseException as e:
+                with contextlib.suppress(OSError):
+                    os.write(w, f"E{e}\n".encode(errors="replace"))
+            finally:
+                os._exit(code)
+        os.close(w)
+        w = -1
+        data = b""
+        while chunk := os.read(r, 4096):
+            data += chunk
+    finally:
+        os.close(r)
+        if w >= 0:
+            os.close(w)
+    os.waitpid(inter, 0)
+    text = data.decode(errors="replace").strip()
+    if text.startswith("P"):
+        return int(text[1:])
+    raise EnterFailed(text[1:] if text.startswith("E") else "the entering process died")
+
+
+def exit_status(status: int) -> int:
+    """A wait status as a container exit code: the code, or 128+N for a signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def kill(pid: int) -> None:
+    """SIGKILL the process and the group it leads."""
+    for f in (os.killpg, os.kill):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            f(pid, signal.SIGKILL)
