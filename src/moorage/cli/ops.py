@@ -195,8 +195,7 @@ def stats_cmd(
         return out
 
     if fmt and fmt.strip() == "prometheus":
-        click.echo(st.prometheus([(r, s) for (_, r), s in zip(records, read(), strict=True)]),
-                   nl=False)  # fmt: skip
+        click.echo(st.read_prometheus(svc, [r for _, r in records]), nl=False)
         return
     tty = sys.stdout.isatty()
     prev: list[Any] = read()

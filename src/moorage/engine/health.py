@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moorage.runtime.enter import EnterPlan
+    from moorage.runtime.enter import Entering, EnterPlan
 
 NS = 1_000_000_000
 DEFAULT_INTERVAL = 30 * NS
@@ -199,6 +199,7 @@ class Probe:
     output: bytearray
     proc: subprocess.Popen[bytes] | None = None  # runc exec
     pidfile: Path | None = None  # runc exec's pid file (the probe inside)
+    entering: Entering | None = None  # the direct path's start, until it reported
     pid: int = 0  # the directly entered probe (a child of ours once its parent exited)
     timed_out: bool = False
     returncode: int | None = None
@@ -220,10 +221,14 @@ class Probe:
         """The check hangs: end the probe inside the container (and with the direct path,
         whatever it started), then the runtime's exec."""
         self.timed_out = True
-        if self.pid:
+        if self.entering is not None:
             from moorage.runtime import enter
 
-            enter.kill(self.pid)
+            if not self.entering.done:
+                self.entering.abort()
+            self.pid = self.entering.pid
+            if self.pid:
+                enter.kill(self.pid)
             return
         with contextlib.suppress(OSError, ValueError, AttributeError):
             assert self.pidfile is not None
@@ -234,6 +239,18 @@ class Probe:
             assert self.proc is not None
             self.proc.kill()
 
+    def entered(self) -> bool:
+        """The direct path's report is there: False when entering failed (the container is
+        going away, say); the caller may then try the runtime's exec."""
+        from moorage.runtime import enter
+
+        assert self.entering is not None
+        try:
+            self.pid = self.entering.finish()
+        except enter.EnterFailed:
+            return False
+        return True
+
     def wait(self) -> None:
         """Reap the probe (its output ended, or it was killed)."""
         if self.returncode is not None:
@@ -243,6 +260,14 @@ class Probe:
             return
         from moorage.runtime import enter
 
+        if not self.pid:
+            assert self.entering is not None
+            try:
+                self.pid = self.entering.finish()
+            except enter.EnterFailed as e:
+                self.output += str(e).encode()[: MAX_OUTPUT - len(self.output)]
+                self.returncode = -1
+                return
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
@@ -276,9 +301,13 @@ def start_probe(
     run_dir: Path,
     cfg: HealthConfig,
     plan: EnterPlan | None = None,
+    *,
+    wait_entered: bool = True,
 ) -> Probe:
     """Start one probe: directly in the container with ``plan``, else (or when entering
-    fails, e.g. the container is stopping) through ``runc exec``."""
+    fails, e.g. the container is stopping) through ``runc exec``. With ``wait_entered``
+    false a direct probe returns at once, its :attr:`Probe.entering` report still to come
+    (the caller calls :meth:`Probe.entered` when it is readable)."""
     now = time.time()
     deadline = now + cfg.timeout / NS
     if plan is not None:
@@ -286,12 +315,15 @@ def start_probe(
 
         r, w = os.pipe()
         try:
-            pid = enter.spawn(plan, w)
+            entering = enter.start(plan, w)
         except enter.EnterFailed:
             os.close(r)
         else:
             os.set_blocking(r, False)
-            return Probe(cid, r, now, deadline, cfg.timeout, bytearray(), pid=pid)
+            probe = Probe(cid, r, now, deadline, cfg.timeout, bytearray(), entering=entering)
+            if not wait_entered or probe.entered():
+                return probe
+            probe.close()
         finally:
             os.close(w)
     process, pidfile = probe_paths(run_dir)

@@ -150,7 +150,9 @@ class Supervisor:
                 continue
             path, args = self._runtime(t.runtime)
             try:
-                t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg, t.plan)
+                t.probe = health.start_probe(
+                    path, args, t.cid, t.run_dir, t.cfg, t.plan, wait_entered=False
+                )
             except OSError:
                 t.due = now + t.cfg.interval / health.NS
 
@@ -162,19 +164,38 @@ class Supervisor:
         due += [t.probe.deadline for t in waiting if t.probe is not None]
         wait = min([timeout, *(d - now for d in due)])
         fds = {t.probe.out: t for t in waiting if t.probe is not None}
+        # a direct probe's report of its pid (it joins the container meanwhile)
+        reports = {
+            t.probe.entering.report: t
+            for t in waiting
+            if t.probe is not None and t.probe.entering is not None and not t.probe.entering.done
+        }
         if fds:  # poll, not select: no limit on the fd numbers of many probes
             poller = select.poll()
-            for fd in fds:
+            for fd in [*fds, *reports]:
                 poller.register(fd, select.POLLIN | select.POLLHUP)
             ready = [fd for fd, _ in poller.poll(max(wait, 0) * 1000)]
         else:
             time.sleep(max(wait, 0))
             ready = []
         finished: list[tuple[_Target, dict[str, Any]]] = []
-        now = time.time()
-        for fd in ready:
-            t = fds[fd]
+        for fd in [fd for fd in ready if fd in reports]:
+            t = reports[fd]
             assert t.probe is not None
+            if not t.probe.entered():
+                # could not enter (the container is going away?): the runtime's exec says
+                t.probe.close()
+                t.probe = None
+                path, args = self._runtime(t.runtime)
+                with contextlib.suppress(OSError):
+                    t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg)
+                if t.probe is None:
+                    t.due = time.time() + t.cfg.interval / health.NS
+        now = time.time()
+        for fd in [fd for fd in ready if fd in fds]:
+            t = fds[fd]
+            if t.probe is None or t.probe.out != fd:
+                continue
             if not t.probe.read():
                 t.probe.wait()
                 finished.append((t, t.probe.result(now)))

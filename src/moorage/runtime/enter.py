@@ -377,10 +377,53 @@ def _intermediate(p: EnterPlan, report: int, out: int) -> int:
     return 0
 
 
-def spawn(p: EnterPlan, out: int) -> int:
-    """Start the plan's process with ``out`` as its stdout and stderr (stdin /dev/null);
-    returns its host pid. The caller waits for it (``os.waitpid``: it is reparented to the
-    caller) and may kill its process group."""
+@dataclass
+class Entering:
+    """A start under way: the intermediate child joining the container, and the pipe on
+    which it reports the process's pid (readable once it did, or failed)."""
+
+    inter: int
+    report: int
+    pid: int = 0
+    error: str = ""
+    done: bool = False
+
+    def finish(self) -> int:
+        """The process's host pid, once the report is there (blocks until then)."""
+        if not self.done:
+            data = b""
+            try:
+                while chunk := os.read(self.report, 4096):
+                    data += chunk
+            finally:
+                os.close(self.report)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self.inter, 0)
+                self.done = True
+            text = data.decode(errors="replace").strip()
+            if text.startswith("P"):
+                self.pid = int(text[1:])
+            else:
+                self.error = text[1:] if text.startswith("E") else "the entering process died"
+        if not self.pid:
+            raise EnterFailed(self.error)
+        return self.pid
+
+    def abort(self) -> None:
+        """Give up (a timeout): end the intermediate, and the process if it was started."""
+        if not self.done:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.inter, signal.SIGKILL)
+        with contextlib.suppress(EnterFailed):
+            kill(self.finish())
+
+
+def start(p: EnterPlan, out: int) -> Entering:
+    """Start the plan's process with ``out`` as its stdout and stderr (stdin /dev/null),
+    without waiting for it to be in place (joining v1 cgroups takes milliseconds of wall
+    time, little CPU: a caller with many to start watches :attr:`Entering.report`). The
+    caller waits for the process (``os.waitpid``: it is reparented to the caller, a child
+    subreaper) and may kill its process group."""
     if threading.active_count() != 1:
         raise EnterFailed("cannot enter a container from a threaded process")
     global _LAST_CAP
@@ -401,20 +444,17 @@ def spawn(p: EnterPlan, out: int) -> int:
                     os.write(w, f"E{e}\n".encode(errors="replace"))
             finally:
                 os._exit(code)
-        os.close(w)
-        w = -1
-        data = b""
-        while chunk := os.read(r, 4096):
-            data += chunk
-    finally:
+    except BaseException:
         os.close(r)
-        if w >= 0:
-            os.close(w)
-    os.waitpid(inter, 0)
-    text = data.decode(errors="replace").strip()
-    if text.startswith("P"):
-        return int(text[1:])
-    raise EnterFailed(text[1:] if text.startswith("E") else "the entering process died")
+        raise
+    finally:
+        os.close(w)
+    return Entering(inter, r)
+
+
+def spawn(p: EnterPlan, out: int) -> int:
+    """:func:`start` and wait until the process is in place; returns its host pid."""
+    return start(p, out).finish()
 
 
 def exit_status(status: int) -> int:
