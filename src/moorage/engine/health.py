@@ -199,8 +199,8 @@ class Probe:
     output: bytearray
     proc: subprocess.Popen[bytes] | None = None  # runc exec
     pidfile: Path | None = None  # runc exec's pid file (the probe inside)
-    entering: Entering | None = None  # the direct path's start, until it reported
-    pid: int = 0  # the directly entered probe (a child of ours once its parent exited)
+    entering: Entering | None = None  # the direct path: its pid, then its status
+    out_open: bool = True
     timed_out: bool = False
     returncode: int | None = None
 
@@ -211,24 +211,31 @@ class Probe:
         except BlockingIOError:
             return True
         if not chunk:
+            self.out_open = False
             return False
         room = MAX_OUTPUT - len(self.output)
         if room > 0:
             self.output += chunk[:room]
         return True
 
+    def drain(self) -> None:
+        """The process ended: what is left in its output pipe (not waiting for more)."""
+        while self.out_open:
+            before = len(self.output)
+            if not self.read() or len(self.output) == before:
+                return
+
+    @property
+    def ended(self) -> bool:
+        """A direct probe's status is known (or it could not start)."""
+        return self.entering is not None and self.entering.eof
+
     def kill(self) -> None:
         """The check hangs: end the probe inside the container (and with the direct path,
         whatever it started), then the runtime's exec."""
         self.timed_out = True
         if self.entering is not None:
-            from moorage.runtime import enter
-
-            if not self.entering.done:
-                self.entering.abort()
-            self.pid = self.entering.pid
-            if self.pid:
-                enter.kill(self.pid)
+            self.entering.kill()
             return
         with contextlib.suppress(OSError, ValueError, AttributeError):
             assert self.pidfile is not None
@@ -239,18 +246,6 @@ class Probe:
             assert self.proc is not None
             self.proc.kill()
 
-    def entered(self) -> bool:
-        """The direct path's report is there: False when entering failed (the container is
-        going away, say); the caller may then try the runtime's exec."""
-        from moorage.runtime import enter
-
-        assert self.entering is not None
-        try:
-            self.pid = self.entering.finish()
-        except enter.EnterFailed:
-            return False
-        return True
-
     def wait(self) -> None:
         """Reap the probe (its output ended, or it was killed)."""
         if self.returncode is not None:
@@ -260,22 +255,16 @@ class Probe:
             return
         from moorage.runtime import enter
 
-        if not self.pid:
-            assert self.entering is not None
-            try:
-                self.pid = self.entering.finish()
-            except enter.EnterFailed as e:
-                self.output += str(e).encode()[: MAX_OUTPUT - len(self.output)]
-                self.returncode = -1
-                return
+        assert self.entering is not None
         try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
+            self.returncode = self.entering.wait_status()
+        except enter.EnterFailed as e:
+            self.output += str(e).encode()[: max(MAX_OUTPUT - len(self.output), 0)]
             self.returncode = -1
-            return
-        self.returncode = enter.exit_status(status)
 
     def close(self) -> None:
+        if self.entering is not None:
+            self.entering.close()
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()  # its fd is ``out``
             return
@@ -302,12 +291,12 @@ def start_probe(
     cfg: HealthConfig,
     plan: EnterPlan | None = None,
     *,
-    wait_entered: bool = True,
+    wait: bool = True,
 ) -> Probe:
-    """Start one probe: directly in the container with ``plan``, else (or when entering
-    fails, e.g. the container is stopping) through ``runc exec``. With ``wait_entered``
-    false a direct probe returns at once, its :attr:`Probe.entering` report still to come
-    (the caller calls :meth:`Probe.entered` when it is readable)."""
+    """Start one probe: directly in the container with ``plan``, else through ``runc
+    exec``. With ``wait``, entering is awaited and a failure to enter (the container is
+    going away, say) falls back to the runtime; without, the caller watches
+    :attr:`Probe.entering` and decides."""
     now = time.time()
     deadline = now + cfg.timeout / NS
     if plan is not None:
@@ -321,9 +310,13 @@ def start_probe(
         else:
             os.set_blocking(r, False)
             probe = Probe(cid, r, now, deadline, cfg.timeout, bytearray(), entering=entering)
-            if not wait_entered or probe.entered():
+            if not wait:
                 return probe
-            probe.close()
+            try:
+                entering.wait_pid()
+                return probe
+            except enter.EnterFailed:
+                probe.close()
         finally:
             os.close(w)
     process, pidfile = probe_paths(run_dir)
@@ -347,16 +340,24 @@ def run_probe(runtime_path: str, runtime_args: list[str], cid: str, run_dir: Pat
     import select
 
     probe = start_probe(runtime_path, runtime_args, cid, run_dir, cfg, plan)
-    open_ = True
-    while open_:
+
+    def done() -> bool:
+        return probe.ended if probe.entering is not None else not probe.out_open
+
+    while not done():
         left = probe.deadline - time.time()
         if left <= 0:
             probe.kill()
             break
-        ready, _, _ = select.select([probe.out], [], [], left)
-        if ready:
-            open_ = probe.read()
+        fds = [probe.out] if probe.out_open else []
+        fds += [probe.entering.report] if probe.entering else []
+        ready, _, _ = select.select(fds, [], [], left)
+        if probe.out in ready:
+            probe.read()
+        if probe.entering is not None and probe.entering.report in ready:
+            probe.entering.pump()
     probe.wait()
+    probe.drain()
     probe.close()
     return probe.result(time.time())
 
