@@ -202,6 +202,53 @@ def bench_events(store: Store, count: int) -> None:
           "(record -> printed line)")  # fmt: skip
 
 
+def bench_flood(store: Store, seconds: float, runs: int) -> None:
+    """A container logging as fast as it can (``yes``): the disk its log takes (sampled) and
+    ``moor ps`` beside it."""
+
+    def ps_median() -> float:
+        times = []
+        for _ in range(runs):
+            t = time.monotonic()
+            store.moor("ps")
+            times.append(time.monotonic() - t)
+        return statistics.median(times)
+
+    quiet = ps_median()
+    cid = store.moor("run", "-d", "--log-opt", "max-size=10m", "--log-opt", "max-file=3",
+                     "bb:1", "sh", "-c", "yes 0123456789abcdef0123456789abcdef")  # fmt: skip
+    cid = cid.strip()
+    ud = store.root / "containers" / cid
+    conmon = int((store.runroot / "containers" / cid / "conmon.pid").read_text())
+
+    def wchar() -> int:  # what conmon wrote (the log files)
+        for line in Path(f"/proc/{conmon}/io").read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+        return 0
+
+    peak = 0
+    t0 = time.monotonic()
+    w0 = wchar()
+    while time.monotonic() - t0 < seconds:
+        size = 0
+        for f in ud.glob("ctr.log*"):
+            with contextlib.suppress(FileNotFoundError):
+                size += f.stat().st_size
+        peak = max(peak, size)
+        time.sleep(0.05)
+    written = wchar() - w0
+    elapsed = time.monotonic() - t0
+    busy = ps_median()
+    store.moor("rm", "-f", cid)
+    print(f"a container logging flat out (yes), max-size=10m max-file=3, {elapsed:.0f} s:")
+    print(f"  log written: {written / elapsed / 1e6:.0f} MB/s (conmon's writes); disk taken "
+          f"at most {peak / 1e6:.1f} MB (max-file=3 files of 10 MiB: "
+          f"{3 * 10 * 1.048576:.1f} MB, + one entry)")  # fmt: skip
+    print(f"  moor ps: median {quiet * 1000:.0f} ms quiet, {busy * 1000:.0f} ms beside the "
+          f"flood ({runs} runs each)")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--containers", type=int, default=100)
@@ -213,6 +260,7 @@ def main() -> None:
         _base_image(store, Path(d))
         try:
             bench_events(store, 20)
+            bench_flood(store, 10, args.runs)
             ids = [store.moor("run", "-d", "bb:1", "sleep", "3600").strip()
                    for _ in range(args.containers)]  # fmt: skip
             print(f"{args.containers} plain containers (no health checks):")
