@@ -249,6 +249,36 @@ def bench_flood(store: Store, seconds: float, runs: int) -> None:
           f"flood ({runs} runs each)")  # fmt: skip
 
 
+def bench_probe_cost(store: Store, n: int) -> None:
+    """One probe after another on one container, each way: CPU per probe in this process
+    (which forks, as the supervisor does) and in the probe's own processes, and wall time."""
+    from moorage.engine import health
+
+    cid = store.moor("run", "-d", "bb:1", "sleep", "3600").strip()
+    pid = int(store.moor("inspect", "-f", "{{.State.Pid}}", cid))
+    bundle = store.root / "containers" / cid
+    run_dir = store.runroot / "containers" / cid
+    cfg = health.HealthConfig(test=("CMD", "true"))
+    health.write_probe_process(bundle, run_dir, cfg)
+    plan, method = health.probe_method(bundle, cfg, pid)
+    runtime = ["--root", str(store.runroot / "runtime" / "runc")]
+    print(f"one probe (CMD true) after another, {n} each way:")
+    for name, p in (("direct", plan), ("runc exec", None)):
+        health.run_probe("/usr/sbin/runc", runtime, cid, run_dir, cfg, p)  # warm up
+        t0, c0 = time.monotonic(), os.times()
+        for _ in range(n):
+            r = health.run_probe("/usr/sbin/runc", runtime, cid, run_dir, cfg, p)
+            assert r["ExitCode"] == 0, r
+        t1, c1 = time.monotonic(), os.times()
+        own = (c1.user + c1.system - c0.user - c0.system) / n * 1000
+        kids = (c1.children_user + c1.children_system - c0.children_user
+                - c0.children_system) / n * 1000  # fmt: skip
+        print(f"  {name:9}: {own:.2f} ms CPU in the caller, {kids:.1f} ms in the probe's "
+              f"processes, {(t1 - t0) / n * 1000:.1f} ms wall per probe"
+              + ("" if p is not None or name != "direct" else f" ({method})"))  # fmt: skip
+    store.moor("rm", "-f", cid)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--containers", type=int, default=100)
@@ -261,6 +291,7 @@ def main() -> None:
         try:
             bench_events(store, 20)
             bench_flood(store, 10, args.runs)
+            bench_probe_cost(store, 100)
             ids = [store.moor("run", "-d", "bb:1", "sleep", "3600").strip()
                    for _ in range(args.containers)]  # fmt: skip
             print(f"{args.containers} plain containers (no health checks):")
