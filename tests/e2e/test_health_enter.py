@@ -150,3 +150,38 @@ def test_fallback_is_explicit(hmoor: Moor, bb: str) -> None:  # noqa: F811
     plan, method = health.probe_method(bundle, cfg, pid)
     assert plan is None and "process.ioPriority" in method
     assert _probe_output(moor, "fb") == "via-runc\n"
+
+
+def _procs(marker: bytes) -> list[str]:
+    found = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                if marker in (p / "cmdline").read_bytes():
+                    found.append(p.name)
+            except OSError:
+                pass
+    return found
+
+
+def test_pausing_a_container_mid_probe_does_not_stall_the_others(hmoor: Moor, bb: str) -> None:  # noqa: F811
+    """A probe frozen with its container (pause) cannot be killed until thawed: the
+    supervisor gives up on it and goes on probing the others."""
+    moor = hmoor
+    moor("run", "-d", "--name", "frozen", "--health-cmd", "sleep 4646.5", "--health-interval",
+         "1s", "--health-timeout", "2s", "bb:1", "sleep", "1000")  # fmt: skip
+    moor("run", "-d", "--name", "fine", "--health-cmd", "true", "--health-interval", "1s",
+         "bb:1", "sleep", "1000")  # fmt: skip
+    _until(lambda: bool(_procs(b"4646.5")))
+    moor("pause", "frozen")
+
+    def starts() -> set[str]:
+        log = _health(moor, "fine")["Log"]
+        assert isinstance(log, list)
+        return {e["Start"] for e in log}
+
+    seen = starts()
+    _until(lambda: len(starts() - seen) >= 3, timeout=15)
+    moor("unpause", "frozen")
+    moor("rm", "-f", "frozen")
+    _until(lambda: not _procs(b"4646.5"), timeout=10)

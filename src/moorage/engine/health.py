@@ -35,6 +35,8 @@ DEFAULT_TIMEOUT = 30 * NS
 DEFAULT_RETRIES = 3
 MAX_OUTPUT = 4096
 LOG_ENTRIES = 5
+KILLED_WAIT = 2.0
+"""Seconds to wait for a killed probe to end before giving up on it."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +259,8 @@ class Probe:
 
         assert self.entering is not None
         try:
-            self.returncode = self.entering.wait_status()
+            # killed: it ends at once, unless frozen (a paused container): not waited for
+            self.returncode = self.entering.wait_status(KILLED_WAIT if self.timed_out else None)
         except enter.EnterFailed as e:
             self.output += str(e).encode()[: max(MAX_OUTPUT - len(self.output), 0)]
             self.returncode = -1

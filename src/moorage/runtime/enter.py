@@ -439,11 +439,16 @@ class Entering:
                 os.waitpid(self.reap, 0)
             self.reap = 0
 
-    def _block(self, until: Any) -> None:
+    def _block(self, until: Any, timeout: float | None = None) -> None:
         import select
+        import time
 
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not until() and not self.eof:
-            select.select([self.report], [], [])
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            select.select([self.report], [], [], left)
             self.pump()
 
     def wait_pid(self) -> int:
@@ -453,10 +458,14 @@ class Entering:
             raise EnterFailed(self.error or "the entering process died")
         return self.pid
 
-    def wait_status(self) -> int:
-        """Block until the process ended; its exit code (128+N for a signal N)."""
-        self._block(lambda: False)
+    def wait_status(self, timeout: float | None = None) -> int:
+        """Block until the process ended (at most ``timeout`` seconds); its exit code
+        (128+N for a signal N). A killed process in a frozen cgroup (a paused container)
+        ends only once thawed: the caller bounds its wait."""
+        self._block(lambda: False, timeout)
         if self.status is None:
+            if not self.eof:
+                raise EnterFailed(f"the process did not end within {timeout} s")
             raise EnterFailed(self.error or "the entering process died")
         return exit_status(self.status)
 
@@ -472,9 +481,23 @@ class Entering:
         with contextlib.suppress(OSError):
             os.close(self.report)
         if self.reap:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.reap, 0)
+            _unreaped.append(self.reap)
             self.reap = 0
+        _reap()
+
+
+_unreaped: list[int] = []
+
+
+def _reap() -> None:
+    """Reap the intermediates that ended (one may outlive its probe: a paused container)."""
+    for pid in list(_unreaped):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _unreaped.remove(pid)
 
 
 def _report_pipe() -> tuple[int, int]:
