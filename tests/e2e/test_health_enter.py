@@ -18,7 +18,7 @@ from tests.e2e.test_health import _health, _until, hmoor  # noqa: F401
 # seccomp, limits, umask, cwd, environment, cgroups, namespaces, pid namespace, root
 PROBE = (
     "grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp.*):' "
-    "/proc/self/status; ulimit -n; umask; pwd; env | grep -v -e ^PWD= -e ^SHLVL= | sort; "
+    "/proc/self/status; umask; pwd; env | grep -v -e ^PWD= -e ^SHLVL= | sort; "
     "cat /proc/self/cgroup; for n in ipc mnt net pid uts cgroup; do "
     "readlink /proc/self/ns/$n; done; cat /proc/1/cmdline; echo; ls /; "
     "test -e /work && echo HOST-VISIBLE; true"
@@ -73,7 +73,11 @@ def test_direct_probe_has_the_confinement_of_exec(
         assert "Seccomp:\t2" in direct and "CapEff:\t00000000a80425fb" in direct
     if "-u" in options:
         assert "Uid:\t1000\t1000\t1000\t1000" in direct and "NoNewPrivs:\t1" in direct
-        assert "\n512\n" in direct and "FOO=bar" in direct and "\n/tmp\n" in direct
+        assert "FOO=bar" in direct and "\n/tmp\n" in direct
+        # rlimits are set before exec (runc 1.1's exec sets them racily: not compared)
+        moor("run", "-d", "--name", "ul", *options, "--health-cmd", "ulimit -n; ulimit -Hn",
+             "--health-interval", "1h", "bb:1", "sleep", "1000")  # fmt: skip
+        assert _probe_output(moor, "ul") == "512\n1024\n"
 
 
 def test_direct_probe_loads_the_seccomp_profile(hmoor: Moor, bb: str, tmp_path: Path) -> None:  # noqa: F811

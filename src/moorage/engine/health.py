@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moorage.runtime.enter import Entering, EnterPlan
+    from moorage.runtime.enter import Entering, EnterPlan, ForkServer
 
 NS = 1_000_000_000
 DEFAULT_INTERVAL = 30 * NS
@@ -295,11 +295,13 @@ def start_probe(
     plan: EnterPlan | None = None,
     *,
     wait: bool = True,
+    server: ForkServer | None = None,
+    key: str = "",
 ) -> Probe:
-    """Start one probe: directly in the container with ``plan``, else through ``runc
-    exec``. With ``wait``, entering is awaited and a failure to enter (the container is
-    going away, say) falls back to the runtime; without, the caller watches
-    :attr:`Probe.entering` and decides."""
+    """Start one probe: directly in the container with ``plan`` (forked by ``server`` under
+    ``key`` when given, else by this process), else through ``runc exec``. With ``wait``,
+    entering is awaited and a failure to enter (the container is going away, say) falls
+    back to the runtime; without, the caller watches :attr:`Probe.entering` and decides."""
     now = time.time()
     deadline = now + cfg.timeout / NS
     if plan is not None:
@@ -307,7 +309,7 @@ def start_probe(
 
         r, w = os.pipe()
         try:
-            entering = enter.start(plan, w)
+            entering = server.start(key, plan, w) if server else enter.start(plan, w)
         except enter.EnterFailed:
             os.close(r)
         else:

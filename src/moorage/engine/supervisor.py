@@ -32,7 +32,7 @@ from moorage.engine import health
 from moorage.engine.events import record_event
 
 if TYPE_CHECKING:
-    from moorage.runtime.enter import EnterPlan
+    from moorage.runtime.enter import EnterPlan, ForkServer
 
 IDLE_EXIT = 5.0
 """Seconds without any health-checked container before the supervisor exits."""
@@ -60,6 +60,11 @@ class _Target:
     plan: EnterPlan | None = None  # None: probes go through the runtime's exec
     method: str = ""
     probe: health.Probe | None = None
+
+    @property
+    def key(self) -> str:
+        """Its plan's name at the fork server: one per run of the container."""
+        return f"{self.cid}:{self.pid}:{self.started_at}"
 
 
 class _Store:
@@ -92,6 +97,7 @@ class Supervisor:
         self.last_scan = 0.0
         self.last_step = 0.0
         self.runtimes: dict[str, tuple[str, list[str]]] = {}
+        self.server: ForkServer | None = None  # forks the direct probes; started on demand
         self.stopping = False
 
     def _runtime(self, name: str) -> tuple[str, list[str]]:
@@ -126,6 +132,8 @@ class Supervisor:
             seen.add(cid)
             if old is not None and old.probe is not None:
                 self._abandon(old)
+            if old is not None and self.server is not None:
+                self.server.forget(old.key)
             plan, method = health.probe_method(self.root / "containers" / cid, cfg, pid)
             self.targets[cid] = _Target(
                 cid=cid, name=name, image=image, labels=dict(spec.get("labels") or {}), cfg=cfg,
@@ -138,6 +146,8 @@ class Supervisor:
                 t = self.targets.pop(cid)
                 if t.probe is not None:
                     self._abandon(t)
+                if self.server is not None:
+                    self.server.forget(t.key)
 
     def _abandon(self, t: _Target) -> None:
         assert t.probe is not None
@@ -155,9 +165,15 @@ class Supervisor:
                 continue
             path, args = self._runtime(t.runtime)
             try:
+                server = None
+                if t.plan is not None:
+                    from moorage.runtime.enter import ForkServer
+
+                    server = self.server = self.server or ForkServer()
                 t.probe = health.start_probe(
-                    path, args, t.cid, t.run_dir, t.cfg, t.plan, wait=False
-                )
+                    path, args, t.cid, t.run_dir, t.cfg, t.plan, wait=False, server=server,
+                    key=t.key,
+                )  # fmt: skip
             except OSError:
                 t.due = now + t.cfg.interval / health.NS
 
@@ -258,6 +274,9 @@ class Supervisor:
         for t in self.targets.values():
             if t.probe is not None:
                 self._abandon(t)
+        if self.server is not None:
+            self.server.close()
+            self.server = None
         return 0
 
 
