@@ -213,7 +213,6 @@ def serve(fd: int) -> int:
     import socket
     import types
 
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # intermediates are reaped by the kernel
     global _LAST_CAP
     _LAST_CAP = _last_cap()
     _c()
@@ -248,6 +247,15 @@ def serve(fd: int) -> int:
         else:
             for f in fds:
                 os.close(f)
+        # reap the intermediates that ended (waited for, their CPU and their probes' shows
+        # in this process's children times)
+        while True:
+            try:
+                done, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if not done:
+                break
 
 
 if __name__ == "__main__":
