@@ -1,6 +1,6 @@
 """Entering a running container from the host without the OCI runtime: the fast path of
-health checks (a ``runc exec`` costs ~33 ms of CPU, two Go runtime starts; this costs a
-couple of forks of the caller and a handful of syscalls).
+health checks (a ``runc exec`` costs ~25-33 ms of CPU here, two Go runtime starts; this
+costs two forks and a handful of syscalls, ~5 ms).
 
 The process gets what ``runc exec`` gives it, read from the container's ``config.json``:
 the container's cgroups (every v1 hierarchy's ``cgroup.procs``, or the v2 one), its
@@ -13,8 +13,10 @@ environment (``HOME`` from the container's passwd when missing, as runc) and ``e
 Shape: an intermediate child joins the namespaces (``setns(CLONE_NEWPID)`` only applies to
 children) and the root, and forks the process, which joins the cgroups and becomes the
 configured user; the intermediate reports both pids and, once the process ended, its wait
-status through a pipe (:class:`Entering`). The caller forks the intermediate (:func:`start`)
-and must be single-threaded: a fork of a threaded Python is unsafe.
+status through a pipe (:class:`Entering`). The caller forks the intermediate (:func:`start`;
+it must be single-threaded: a fork of a threaded Python is unsafe), or a small fork server
+does (:class:`ForkServer`, for the health supervisor). What runs in those children is in
+:mod:`moorage.runtime.enterproc`.
 
 What this path does not handle, :func:`unsupported` names, and the caller then uses the
 runtime's ``exec`` (the choice is explicit: see ``engine.health.probe_method``).
