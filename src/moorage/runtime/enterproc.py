@@ -154,7 +154,11 @@ def _intermediate(p: Any, report: int, out: int) -> None:
     fds = [os.open(f"/proc/{p.pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in p.namespaces]
     root = os.open(f"/proc/{p.pid}/root", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     cgroups = [os.open(path, os.O_WRONLY | os.O_CLOEXEC) for path in p.cgroup_procs]
+    cgroupns = -1
     for ns, fd in zip(p.namespaces, fds, strict=True):
+        if ns == "cgroup":
+            cgroupns = fd  # the process joins it, after the cgroups (see below)
+            continue
         _check(c.setns(fd, 0), f"setns {ns}")
         os.close(fd)
     os.fchdir(root)
@@ -166,6 +170,10 @@ def _intermediate(p: Any, report: int, out: int) -> None:
         try:
             for fd in cgroups:
                 os.write(fd, b"0")  # "0": the writer itself
+            if cgroupns >= 0:
+                # after the cgroups, as runc: with cgroup2's nsdelegate a process inside
+                # a cgroup namespace cannot be moved in from outside it
+                _check(c.setns(cgroupns, 0), "setns cgroup")
             os.setsid()  # its own process group: a timeout kills whatever it started
             os.close(report)
             null = os.open("/dev/null", os.O_RDONLY)
@@ -184,6 +192,8 @@ def _intermediate(p: Any, report: int, out: int) -> None:
             os._exit(code)
     for fd in cgroups:
         os.close(fd)
+    if cgroupns >= 0:
+        os.close(cgroupns)
     os.close(out)  # the output ends with the process
     os.write(report, f"P{child}\n".encode())
     _, status = os.waitpid(child, 0)
