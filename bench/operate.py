@@ -335,6 +335,8 @@ def main() -> None:
             ids = store.moor("ps", "-aq").split()
             if ids:
                 subprocess.run([MOOR, "rm", "-f", *ids], env=store.env, capture_output=True)
+            # its default network's bridge and nftables table go with the store
+            subprocess.run([MOOR, "network", "teardown-host"], env=store.env, capture_output=True)
             # SIGTERM is an ordinary end: its watchdog goes too (wait for both before the
             # store is removed under them)
             with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
