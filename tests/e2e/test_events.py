@@ -178,3 +178,27 @@ def test_network_and_volume_events(moor: Moor, bb: str) -> None:
     for want in ("network create", "volume create", "network connect", "network disconnect",
                  "volume destroy", "network destroy"):  # fmt: skip
         assert want in lines, (want, lines)
+
+
+def test_restart_events(moor: Moor, bb: str) -> None:
+    """As Docker: ``restart`` (the command) ends with a ``restart`` event; a restart policy's
+    restarts record ``die`` then ``start`` each time, and no ``restart``."""
+    moor("run", "-d", "--name", "rc", "bb:1", "sleep", "100")
+    moor("restart", "-t", "0", "rc")
+    actions = [e["Action"] for e in _events(moor, "--filter", "container=rc")]
+    assert actions[:2] == ["create", "start"] and actions[-2:] == ["start", "restart"]
+    assert "die" in actions[2:-2]
+    moor("run", "-d", "--name", "rp", "--restart", "on-failure:2", "bb:1", "sh", "-c", "exit 3")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        state = moor("inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "rp").stdout.split()
+        if state == ["2", "exited"]:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not restarted twice: {state}")
+    time.sleep(1.5)  # the last restart is counted before it runs: let it run and end
+    evs = _events(moor, "--filter", "container=rp")
+    actions = [e["Action"] for e in evs]
+    assert actions == ["create", "start", "die", "start", "die", "start", "die"]
+    assert {e["Actor"]["Attributes"]["exitCode"] for e in evs if e["Action"] == "die"} == {"3"}

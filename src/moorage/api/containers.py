@@ -193,6 +193,7 @@ async def restart(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(watch.done), 10)
     await _monitor(request).start(rec.id)
+    await _backend(request).call(lambda ctx: ctx.containers.record_restart(rec.id))
     return web.Response(status=204)
 
 

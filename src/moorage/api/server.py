@@ -23,6 +23,7 @@ from moorage.api import containers, exec, images, system
 from moorage.api.backend import Backend
 from moorage.api.http import JSON_BODY_LIMIT, add_routes, edge_middleware, error_response
 from moorage.api.http import on_prepare as add_headers
+from moorage.api.metrics import ROUTES as METRICS_ROUTES
 from moorage.api.monitor import Monitor
 from moorage.errors import InvalidArgument, MoorageError
 from moorage.store import default_runroot
@@ -112,6 +113,7 @@ def build_app(
     app["execs"] = {}
     for module in (system, images, containers, exec):
         add_routes(app, module.ROUTES)
+    add_routes(app, METRICS_ROUTES)
     # pulls come with the registry client: say so rather than "page not found"
     add_routes(app, [("POST", "/images/create", _no_pull)])
     app.router.add_route("*", "/{tail:.*}", _not_found)

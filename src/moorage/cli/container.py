@@ -545,6 +545,7 @@ def restart_cmd(ctx: click.Context, timeout: int | None, containers: tuple[str, 
     def restart(c: str) -> None:
         svc.stop(c, timeout)
         svc.start(c)
+        svc.record_restart(c)
 
     each(containers, restart)
 

@@ -127,7 +127,8 @@ def healthcheck_run_cmd(ctx: click.Context, container: str) -> None:
         health.write_probe_process(layout.bundle, layout.run_dir, cfg)
         runtime = svc.runtime(rec)
         args = runtime.global_args()
-        result = health.run_probe(runtime.path, args, rec.id, layout.run_dir, cfg)
+        plan, _ = health.probe_method(layout.bundle, cfg, rec.pid)
+        result = health.run_probe(runtime.path, args, rec.id, layout.run_dir, cfg, plan)
     except MoorageError as e:
         error(str(e))
         sys.exit(125)
@@ -194,8 +195,7 @@ def stats_cmd(
         return out
 
     if fmt and fmt.strip() == "prometheus":
-        click.echo(st.prometheus([(r, s) for (_, r), s in zip(records, read(), strict=True)]),
-                   nl=False)  # fmt: skip
+        click.echo(st.read_prometheus(svc, [r for _, r in records]), nl=False)
         return
     tty = sys.stdout.isatty()
     prev: list[Any] = read()

@@ -25,7 +25,10 @@ import click
 )
 @click.pass_context
 def service_cmd(ctx: click.Context, hosts: tuple[str, ...], idle: int) -> None:
-    """Serve the Docker Engine API, for the docker CLI, docker-py and compose."""
+    """Serve the Docker Engine API, for the docker CLI, docker-py and compose.
+
+    Also GET /metrics: the containers' resource usage in Prometheus text format (as
+    moor stats --format prometheus)."""
     from moorage.api.server import run
 
     obj = ctx.find_root().obj

@@ -283,3 +283,17 @@ def prometheus(samples: list[tuple[Any, Sample]]) -> str:
             text = f"{value:.9g}" if isinstance(value, float) else str(value)
             lines.append(f"{metric}{{{labels}}} {text}")
     return "\n".join(lines) + "\n"
+
+
+def read_prometheus(svc: Any, records: list[Any]) -> str:
+    """One reading of these containers (``ContainerService`` records) in Prometheus text:
+    what ``moor stats --format prometheus`` prints and the service's ``/metrics`` serves."""
+    host_mem = mem_total()
+    host_cpu = host_cpu_ns()
+    samples = []
+    for r in records:
+        pid = r.pid if r.running else 0
+        paths = cgroup_paths(pid, svc.userdata(r.id)) if pid else None
+        samples.append((r, sample(pid, bundle=None, host_network=r.spec.network_mode == "host",
+                                  host_mem=host_mem, host_cpu=host_cpu, paths=paths)))  # fmt: skip
+    return prometheus(samples)

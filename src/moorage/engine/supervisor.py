@@ -6,9 +6,11 @@ the store does not have. ``moor run``/``start`` of a health-checked container st
 command that looks at a health-checked container starts it again if it was killed. One
 instance per run root, held by a lock on ``RUNROOT/supervisor.lock``.
 
-One thread, one ``select`` loop: probes run as ``runc exec`` children whose output pipes it
-watches; results are written in one transaction per wakeup. It imports no click and none of
-the engine's container code, so it stays small (``python -m moorage.engine.supervisor``).
+One thread, one ``poll`` loop: probes run as children whose output pipes it watches (the
+check's own process, entered into the container directly, or ``runc exec`` where that path
+does not apply: ``health.probe_method``); results are written in one transaction per wakeup.
+It imports no click and none of the engine's container code, so it stays small
+(``python -m moorage.engine.supervisor``).
 """
 
 from __future__ import annotations
@@ -24,15 +26,22 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moorage.engine import health
 from moorage.engine.events import record_event
+
+if TYPE_CHECKING:
+    from moorage.runtime.enter import EnterPlan, ForkServer
 
 IDLE_EXIT = 5.0
 """Seconds without any health-checked container before the supervisor exits."""
 
 RESCAN = 5.0
+
+STEP_GAP = 0.02
+"""At most one pass over the probes this often: with many probes, each wakeup handles a
+batch (results are 20 ms late at worst, next to intervals of seconds)."""
 """Re-read the containers at least this often (besides whenever the database changed)."""
 
 
@@ -48,7 +57,14 @@ class _Target:
     runtime: str
     run_dir: Path
     due: float
+    plan: EnterPlan | None = None  # None: probes go through the runtime's exec
+    method: str = ""
     probe: health.Probe | None = None
+
+    @property
+    def key(self) -> str:
+        """Its plan's name at the fork server: one per run of the container."""
+        return f"{self.cid}:{self.pid}:{self.started_at}"
 
 
 class _Store:
@@ -79,7 +95,9 @@ class Supervisor:
         self.targets: dict[str, _Target] = {}
         self.data_version = -1
         self.last_scan = 0.0
+        self.last_step = 0.0
         self.runtimes: dict[str, tuple[str, list[str]]] = {}
+        self.server: ForkServer | None = None  # forks the direct probes; started on demand
         self.stopping = False
 
     def _runtime(self, name: str) -> tuple[str, list[str]]:
@@ -114,24 +132,28 @@ class Supervisor:
             seen.add(cid)
             if old is not None and old.probe is not None:
                 self._abandon(old)
+            if old is not None and self.server is not None:
+                self.server.forget(old.key)
+            plan, method = health.probe_method(self.root / "containers" / cid, cfg, pid)
             self.targets[cid] = _Target(
                 cid=cid, name=name, image=image, labels=dict(spec.get("labels") or {}), cfg=cfg,
                 started_at=started_at, pid=pid, runtime=spec.get("runtime") or "runc",
                 run_dir=self.runroot / "containers" / cid,
-                due=max(now, started_at + cfg.interval / health.NS),
+                due=max(now, started_at + cfg.interval / health.NS), plan=plan, method=method,
             )  # fmt: skip
         for cid in list(self.targets):
             if cid not in seen:
                 t = self.targets.pop(cid)
                 if t.probe is not None:
                     self._abandon(t)
+                if self.server is not None:
+                    self.server.forget(t.key)
 
     def _abandon(self, t: _Target) -> None:
         assert t.probe is not None
         t.probe.kill()
-        t.probe.proc.wait()
-        if t.probe.proc.stdout is not None:
-            t.probe.proc.stdout.close()
+        t.probe.wait()
+        t.probe.close()
         t.probe = None
 
     def launch(self, now: float) -> None:
@@ -143,41 +165,79 @@ class Supervisor:
                 continue
             path, args = self._runtime(t.runtime)
             try:
-                t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg)
+                server = None
+                if t.plan is not None:
+                    from moorage.runtime.enter import ForkServer
+
+                    server = self.server = self.server or ForkServer()
+                t.probe = health.start_probe(
+                    path, args, t.cid, t.run_dir, t.cfg, t.plan, wait=False, server=server,
+                    key=t.key,
+                )  # fmt: skip
             except OSError:
                 t.due = now + t.cfg.interval / health.NS
 
     def step(self, timeout: float) -> None:
         """Wait for output, an exit or a deadline; record what finished."""
         now = time.time()
+        if now < self.last_step + STEP_GAP:  # let events gather: one pass handles many
+            time.sleep(self.last_step + STEP_GAP - now)
+            now = time.time()
+        self.last_step = now
         waiting = [t for t in self.targets.values() if t.probe is not None]
         due = [t.due for t in self.targets.values() if t.probe is None]
         due += [t.probe.deadline for t in waiting if t.probe is not None]
         wait = min([timeout, *(d - now for d in due)])
-        fds = {t.probe.proc.stdout.fileno(): t for t in waiting if t.probe and t.probe.proc.stdout}
-        if fds:  # poll, not select: no limit on the fd numbers of many probes
+        # output pipes, and the direct probes' reports (pid, then exit status)
+        outs = {t.probe.out: t for t in waiting if t.probe is not None and t.probe.out_open}
+        reports = {
+            t.probe.entering.report: t
+            for t in waiting
+            if t.probe is not None and t.probe.entering is not None and not t.probe.entering.eof
+        }
+        if outs or reports:  # poll, not select: no limit on the fd numbers of many probes
             poller = select.poll()
-            for fd in fds:
+            for fd in [*outs, *reports]:
                 poller.register(fd, select.POLLIN | select.POLLHUP)
-            ready = [fd for fd, _ in poller.poll(max(wait, 0) * 1000)]
+            ready = {fd for fd, _ in poller.poll(max(wait, 0) * 1000)}
         else:
             time.sleep(max(wait, 0))
-            ready = []
+            ready = set()
         finished: list[tuple[_Target, dict[str, Any]]] = []
         now = time.time()
-        for fd in ready:
-            t = fds[fd]
+        for fd in ready & outs.keys():
+            t = outs[fd]
             assert t.probe is not None
-            if not t.probe.read():
-                t.probe.proc.wait()
+            if not t.probe.read() and t.probe.entering is None:
+                t.probe.wait()  # runc exec: its output ends with it
                 finished.append((t, t.probe.result(now)))
+        for fd in ready & reports.keys():
+            t = reports[fd]
+            p = t.probe
+            assert p is not None and p.entering is not None
+            p.entering.pump()
+            if not p.entering.eof:
+                continue
+            if not p.entering.pid and not p.timed_out:
+                # could not enter (the container is going away?): the runtime's exec says
+                p.close()
+                t.probe = None
+                path, args = self._runtime(t.runtime)
+                with contextlib.suppress(OSError):
+                    t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg)
+                if t.probe is None:
+                    t.due = now + t.cfg.interval / health.NS
+                continue
+            p.drain()
+            p.wait()
+            finished.append((t, p.result(now)))
         for t in waiting:
             p = t.probe
             if p is None or any(t is f for f, _ in finished):
                 continue
             if now >= p.deadline:
                 p.kill()
-                p.proc.wait()
+                p.wait()
                 finished.append((t, p.result(now)))
         if not finished:
             return
@@ -185,8 +245,7 @@ class Supervisor:
         with self.db.transaction() as conn:
             for t, result in finished:
                 assert t.probe is not None
-                if t.probe.proc.stdout is not None:
-                    t.probe.proc.stdout.close()
+                t.probe.close()
                 t.probe = None
                 t.due = now + t.cfg.interval / health.NS
                 exists = conn.execute("SELECT 1 FROM containers WHERE id = ?", (t.cid,))
@@ -207,7 +266,7 @@ class Supervisor:
             if not self.targets:
                 idle_since = idle_since or now
                 if now - idle_since >= IDLE_EXIT:
-                    return 0
+                    break
             else:
                 idle_since = None
             self.launch(now)
@@ -215,6 +274,9 @@ class Supervisor:
         for t in self.targets.values():
             if t.probe is not None:
                 self._abandon(t)
+        if self.server is not None:
+            self.server.close()
+            self.server = None
         return 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
 from moorage.errors import InvalidArgument
+from moorage.oci.capabilities import CAPABILITIES
 
 __all__ = [
     "ALL_CAPABILITIES",
@@ -48,51 +49,8 @@ __all__ = [
 
 # --- capabilities ---------------------------------------------------------------------------
 
-#: Every Linux capability in the order of their numbers (CAP_CHOWN = 0 …
-#: CAP_CHECKPOINT_RESTORE = 40).
-ALL_CAPABILITIES: tuple[str, ...] = (
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-)
+#: Every Linux capability in the order of their numbers (pure data, in ``moorage.oci``).
+ALL_CAPABILITIES = CAPABILITIES
 
 #: The capabilities a container gets unless told otherwise (Docker's default set and order).
 DEFAULT_CAPABILITIES: tuple[str, ...] = (

@@ -566,6 +566,12 @@ class ContainerService:
         container_event(self.store, rec, "kill", signal=str(sig))
         return rec
 
+    def record_restart(self, ref: str) -> None:
+        """Docker's ``restart`` event, once ``restart`` (the command or the API call) has
+        started it again. A restart policy's restarts record ``die`` then ``start`` only, as
+        Docker's do."""
+        container_event(self.store, self.get(ref), "restart")
+
     def stop(self, ref: str, timeout: int | None = None) -> ContainerRecord:
         rec = self.get(ref)
         self._update(rec.id, stopped_by_user=1)  # also cancels a restart in its back-off
