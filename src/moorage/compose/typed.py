@@ -27,7 +27,7 @@ def _tuple(v: Any) -> tuple[str, ...] | None:
     return None if v is None else tuple(v)
 
 
-def _port(p: dict[str, Any]) -> Port:
+def port_of(p: dict[str, Any]) -> Port:
     return Port(
         target=p["target"],
         published=p.get("published"),
@@ -116,7 +116,7 @@ def service(name: str, c: dict[str, Any]) -> Service:
         command=_tuple(c.get("command")),
         entrypoint=_tuple(c.get("entrypoint")),
         environment=dict(c.get("environment", {})),
-        ports=tuple(_port(p) for p in c.get("ports", ())),
+        ports=tuple(port_of(p) for p in c.get("ports", ())),
         expose=tuple(c.get("expose", ())),
         volumes=tuple(_mount(m) for m in c.get("volumes", ())),
         volumes_from=tuple(c.get("volumes_from", ())),
