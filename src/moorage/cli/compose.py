@@ -269,7 +269,13 @@ def build_cmd(ctx: click.Context, services: tuple[str, ...], no_cache: bool) -> 
 @click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
 @click.option("--build", is_flag=True, help="Build images before starting containers.")
 @click.option("--no-build", is_flag=True, help="Do not build images.")
-@click.option("--wait", is_flag=True, help="Wait for services to be running (implies -d).")
+@click.option("--wait", is_flag=True, help="Wait for services to be running|healthy (implies -d).")
+@click.option(
+    "--rolling",
+    is_flag=True,
+    help="Replace changed containers one at a time, each new one healthy before its old one "
+    "stops (always so for deploy.replicas > 1).",
+)
 @click.option(
     "--abort-on-container-exit", is_flag=True, help="Stop all containers if any one stops."
 )
@@ -290,6 +296,7 @@ def up_cmd(
     build: bool,
     no_build: bool,
     wait: bool,
+    rolling: bool,
     abort_on_container_exit: bool,
     exit_code_from: str | None,
 ) -> None:
@@ -322,7 +329,10 @@ def up_cmd(
         _build_services(ctx, project, chosen, always=build)
     svc = _containers(ctx)
     started = time.time()
-    runner.up(project, svc, options, timeout=timeout, progress=_progress)
+    runner.up(project, svc, options, timeout=timeout, progress=_progress, rolling=rolling)
+    if wait:
+        chosen = [n for level in runner.plan_levels(project, options) for n in level]
+        runner.wait_services(project, svc, chosen, _progress)
     if detach or wait:
         return
     # attached: every container's output until they have all stopped; Ctrl-C stops them

@@ -32,20 +32,28 @@ class Aardvark:
     def __init__(self, config_dir: Path) -> None:
         self.dir = config_dir
 
-    def write(self, network: str, gateway: str, entries: Iterable[DnsEntry]) -> None:
-        """Replace the network's file (atomically: aardvark may be reading it)."""
+    def write(self, network: str, gateway: str, entries: Iterable[DnsEntry]) -> bool:
+        """Replace the network's file (atomically: aardvark may be reading it); False when
+        it already says that (no reload needed: each one makes aardvark rebind)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = [gateway]
         lines += [f"{e.container_id} {e.ip}  {','.join(e.names)}" for e in entries]
+        with contextlib.suppress(OSError):
+            if (self.dir / network).read_text() == "\n".join(lines) + "\n":
+                return False
         # one temporary name per writer: parallel commands (and compose's threads) write too;
         # made beside the config directory, as aardvark would read it as a network there
         tmp = self.dir.parent / f".aardvark-{network}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.dir / network)
+        return True
 
-    def remove(self, network: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+    def remove(self, network: str) -> bool:
+        try:
             (self.dir / network).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def pid(self) -> int:
         try:
