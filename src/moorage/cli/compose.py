@@ -1226,3 +1226,82 @@ def cp_cmd(
         src=f"{rec.id}:{src_path}" if src_svc else src,
         dest=f"{rec.id}:{dest_path}" if dest_svc else dest,
     )
+
+
+# ---- the developer loop -----------------------------------------------------------------------
+
+
+@compose_group.command("watch")
+@click.argument("services", nargs=-1)
+@click.option("--no-up", is_flag=True, help="Do not build and start the services first.")
+@click.pass_context
+def watch_cmd(ctx: click.Context, services: tuple[str, ...], no_up: bool) -> None:
+    """Watch the develop.watch paths of the services: sync changed files into their running
+    containers, restart them, or rebuild and recreate them (until interrupted)."""
+    import signal
+
+    from moorage.compose import runner
+    from moorage.compose import watch as w
+    from moorage.compose.plan import PlanOptions
+    from moorage.engine.containers.service import mounted_root
+    from moorage.errors import MoorageError
+
+    project = _options(ctx).load(services)
+    watches = w.service_watches(project, services)
+    svc = _containers(ctx)
+    if not no_up:
+        names = tuple(sw.service.name for sw in watches)
+        chosen = [n for level in runner.plan_levels(project, PlanOptions(services=names))
+                  for n in level]  # fmt: skip
+        _build_services(ctx, project, chosen, always=False)
+        runner.up(project, svc, PlanOptions(services=names), progress=_progress)
+
+    def running(name: str) -> list[Any]:
+        records = runner.project_records(svc, project.name, [name], oneoff=False)
+        return [r for r in records if r.running]
+
+    def apply(name: str, batch: w.Batch) -> None:
+        if batch.rebuild:
+            _progress(f'Rebuilding service "{name}" after changes were detected...')
+            _build_services(ctx, project, [name], always=True)
+            runner.up(project, svc, PlanOptions(services=(name,), no_deps=True),
+                      progress=_progress)  # fmt: skip
+            _progress(f'service "{name}" successfully built')
+            return
+        if batch.syncs:
+            n = len(batch.syncs)
+            _progress(f'Syncing service "{name}" after {n} changes were detected')
+            for rec in running(name):
+                with mounted_root(svc, rec) as root:
+                    w.sync_files(root, batch.syncs)
+        if batch.restart:
+            _progress(f'Restarting service "{name}" after changes were detected')
+            for rec in running(name):
+                svc.stop(rec.id)
+                svc.start(rec.id)
+
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    watcher = w.Inotify()
+    try:
+        w.watch_paths(watcher, watches)
+        first = w.initial_paths(watches)
+        if first:
+            for name, batch in w.plan_batch(watches, first).items():
+                apply(name, batch)
+        _progress("Watch enabled")
+        for paths in w.batches(watcher, lambda: stopping):
+            for name, batch in w.plan_batch(watches, paths).items():
+                try:
+                    apply(name, batch)
+                except MoorageError as e:  # the loop goes on: the next save may fix it
+                    _progress(f'Error: service "{name}": {e}')
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.close()

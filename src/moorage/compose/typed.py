@@ -18,6 +18,7 @@ from moorage.compose.model import (
     Service,
     ServiceNetwork,
     Volume,
+    WatchRule,
 )
 
 _BUILD_FIELDS = ("context", "dockerfile", "args", "target", "labels")
@@ -174,6 +175,17 @@ def service(name: str, c: dict[str, Any]) -> Service:
         configs=tuple(_ref(r) for r in c.get("configs", ())),
         profiles=tuple(c.get("profiles", ())),
         pull_policy=c.get("pull_policy", ""),
+        watch=tuple(
+            WatchRule(
+                path=w["path"],
+                action=w["action"],
+                target=w.get("target", ""),
+                ignore=tuple(w.get("ignore", ())),
+                include=tuple(w.get("include", ())),
+                initial_sync=bool(w.get("initial_sync", False)),
+            )
+            for w in (c.get("develop") or {}).get("watch", ())
+        ),
     )
 
 
