@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 MAX_PARALLEL = 8
+MAX_PARALLEL_STOP = 16  # stopping is mostly waiting (for the exit, for conmon)
 
 
 def _ignore(line: str) -> None:
@@ -509,7 +510,7 @@ def _remove_by_level(
         if len(group) == 1:
             _remove(svc, group[0].id, group[0].name, timeout, progress)
             continue
-        with ThreadPoolExecutor(max_workers=min(len(group), MAX_PARALLEL)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(group), MAX_PARALLEL_STOP)) as pool:
             futures = [pool.submit(work, rec) for rec in group]
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:
