@@ -117,3 +117,25 @@ def test_port_events_cp_and_run_publish(moor: Moor, bb: str, tmp_path: Path) -> 
     assert moor("port", one_off, "80").stdout == f"127.0.0.1:{other}\n"
     compose(moor, tmp_path, "down")  # one-off containers too, as docker compose
     assert containers(moor) == {}
+
+
+def test_down_after_a_failure_halfway_removes_what_up_made(
+    moor: Moor, bb: str, tmp_path: Path
+) -> None:
+    services = "".join(
+        f"  s{i}: {{image: bb:1, command: sleep 1000, stop_signal: KILL, volumes: ['v:/v']}}\n"
+        for i in range(3)
+    )
+    (tmp_path / "compose.yaml").write_text(
+        "services:\n" + services + "  top: {image: bb:1, command: sleep 1000, depends_on: [s0]}\n"
+        "volumes:\n  v: {}\n"
+    )
+    moor("create", "--name", "demo-s1-1", "bb:1")  # not the project's: up fails on its name
+    r = compose(moor, tmp_path, "up", "-d", check=False)
+    assert r.returncode == 1 and "demo-s1-1" in r.stderr
+    assert {"demo-s0-1", "demo-s2-1"} <= set(containers(moor))
+    compose(moor, tmp_path, "down", "-v")
+    assert sorted(containers(moor)) == ["demo-s1-1"]  # only the stranger is left
+    assert "demo_default" not in moor("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert moor("volume", "ls", "-q").stdout == ""
+    moor("rm", "demo-s1-1")
