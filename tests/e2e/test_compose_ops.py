@@ -117,6 +117,11 @@ def test_port_events_cp_and_run_publish(moor: Moor, bb: str, tmp_path: Path) -> 
     assert moor("port", one_off, "80").stdout == f"127.0.0.1:{other}\n"
     compose(moor, tmp_path, "down")  # one-off containers too, as docker compose
     assert containers(moor) == {}
+    # --service-ports: the one-off container publishes what the service does
+    r = compose(moor, tmp_path, "run", "-d", "--service-ports", "web")
+    assert moor("port", r.stdout.strip(), "80").stdout == f"127.0.0.1:{port}\n"
+    compose(moor, tmp_path, "down")
+    assert containers(moor) == {}
 
 
 def test_down_after_a_failure_halfway_removes_what_up_made(

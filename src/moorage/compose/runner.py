@@ -273,9 +273,10 @@ def _roll(
     except BaseException:
         _undo_roll(svc, rec, old.id, action.name)
         raise
-    with contextlib.suppress(NotFound):
-        svc.networks.hide_names(old.id)
-    time.sleep(DRAIN_SECONDS)  # lookups answered just before finish their requests
+    if old.state == "running":
+        with contextlib.suppress(NotFound):
+            svc.networks.hide_names(old.id)
+        time.sleep(DRAIN_SECONDS)  # lookups answered just before finish their requests
     _remove(svc, old.id, aside, timeout, progress)
 
 
