@@ -886,6 +886,7 @@ def run_cmd(
     deps = svc_model.dependencies()
     if deps and not no_deps:
         runner.up(project, containers, PlanOptions(services=deps), progress=_progress)
+    runner.provision(project, containers, [service], _progress)  # its network, its volumes
     given = kv_mapping(list(env), Loc(("--env",)))
     environment = {
         **svc_model.environment,
