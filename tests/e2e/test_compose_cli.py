@@ -94,7 +94,7 @@ def test_env_file_and_project_directory(moor: Moor, tmp_path: Path) -> None:
     assert doc["services"]["web"]["ports"][0]["published"] == "80"
 
 
-@pytest.mark.parametrize(
+CONFIG_ERRORS = pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("services:\n  web:\n    image: x\n    ports: ['80', '99999:80']\n",
@@ -110,8 +110,15 @@ def test_env_file_and_project_directory(moor: Moor, tmp_path: Path) -> None:
          'service "b" publishes host port 80/tcp as "a" does'),
         ("services:\n  web:\n    image: x\n    tty: maybe\n",
          "services.web.tty: expected a boolean, got a string ('maybe')"),
+        ("services:\n  web:\n    image: x\n    prots: ['80:80']\n",
+         "compose.yaml:4:5: services.web.prots: unknown key 'prots'; did you mean 'ports'?"),
+        ("services:\n  web:\n    image: x\n    ports: [{target: http}]\n",
+         "services.web.ports[0].target"),
     ],
 )  # fmt: skip
+
+
+@CONFIG_ERRORS
 def test_config_errors(moor: Moor, tmp_path: Path, text: str, expected: str) -> None:
     (tmp_path / "compose.yaml").write_text(text)
     r = compose(moor, tmp_path, "config")
@@ -120,6 +127,21 @@ def test_config_errors(moor: Moor, tmp_path: Path, text: str, expected: str) -> 
     assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
     assert expected in lines[0]
     assert r.stdout == ""
+
+
+@CONFIG_ERRORS
+def test_config_errors_refuse_up_before_anything_is_created(
+    moor: Moor, bb: str, tmp_path: Path, text: str, expected: str
+) -> None:
+    volume = "    volumes: ['data:/data']\n"
+    text = text.replace("image: x\n", "image: bb:1\n" + volume).replace("image: x", "image: bb:1")
+    (tmp_path / "compose.yaml").write_text(text + "volumes:\n  data: {}\n")
+    r = compose(moor, tmp_path, "up", "-d")
+    assert r.returncode == 1 and r.stderr.count("Error: ") == 1, r.stderr
+    assert expected.split(": ", 1)[-1] in r.stderr
+    assert moor("ps", "-aq").stdout == "" and moor("volume", "ls", "-q").stdout == ""
+    nets = moor("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert not [n for n in nets if n.endswith("_default")], nets
 
 
 def test_no_file_and_bad_project_name(moor: Moor, tmp_path: Path) -> None:

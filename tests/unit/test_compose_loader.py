@@ -620,3 +620,49 @@ def test_empty_file_and_empty_service(tmp_path: Path) -> None:
     write(tmp_path, "compose.yaml", "")
     assert load(tmp_path).services == {}
     assert "neither an image nor a build" in fails(tmp_path, "services:\n  a:\n")
+
+
+# ---- develop.watch ---------------------------------------------------------------------------
+
+
+def test_develop_watch_rules(tmp_path: Path) -> None:
+    from moorage.compose.labels import config_hash
+    from moorage.compose.model import WatchRule
+
+    write(
+        tmp_path,
+        "compose.yaml",
+        "services:\n  web:\n    image: x\n    develop:\n      watch:\n"
+        "        - {path: ./src, action: sync, target: /app, ignore: ['*.tmp', node_modules/]}\n"
+        "        - {path: requirements.txt, action: rebuild}\n"
+        "        - {path: conf, action: sync+restart, target: /etc/app, initial_sync: true}\n",
+    )
+    web = load(tmp_path).services["web"]
+    assert web.watch == (
+        WatchRule(str(tmp_path / "src"), "sync", "/app", ("*.tmp", "node_modules/")),
+        WatchRule(str(tmp_path / "requirements.txt"), "rebuild"),
+        WatchRule(str(tmp_path / "conf"), "sync+restart", "/etc/app", initial_sync=True),
+    )
+    # watch rules make no container: changing them recreates nothing
+    write(tmp_path, "compose.yaml", "services:\n  web:\n    image: x\n")
+    assert config_hash(load(tmp_path).services["web"]) == config_hash(web)
+
+
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("{path: src, action: copy, target: /app}",
+         "services.web.develop.watch[0].action: invalid watch action 'copy': expected one of "
+         "sync, rebuild, sync+restart, restart"),
+        ("{path: src, action: sync}",
+         "services.web.develop.watch[0]: a sync rule needs a target"),
+        ("{action: rebuild}", "services.web.develop.watch[0]: a watch rule needs a path"),
+        ("{path: src, action: sync, target: app}",
+         "services.web.develop.watch[0].target: target 'app' must be absolute"),
+        ("{path: src, action: sync, target: /app, ignores: [x]}",
+         "services.web.develop.watch[0].ignores: unknown key 'ignores'; did you mean 'ignore'?"),
+    ],
+)  # fmt: skip
+def test_develop_watch_errors(tmp_path: Path, rule: str, expected: str) -> None:
+    text = f"services:\n  web:\n    image: x\n    develop:\n      watch:\n        - {rule}\n"
+    assert expected in fails(tmp_path, text)

@@ -269,7 +269,13 @@ def build_cmd(ctx: click.Context, services: tuple[str, ...], no_cache: bool) -> 
 @click.option("-t", "--timeout", type=int, default=None, help="Shutdown timeout in seconds.")
 @click.option("--build", is_flag=True, help="Build images before starting containers.")
 @click.option("--no-build", is_flag=True, help="Do not build images.")
-@click.option("--wait", is_flag=True, help="Wait for services to be running (implies -d).")
+@click.option("--wait", is_flag=True, help="Wait for services to be running|healthy (implies -d).")
+@click.option(
+    "--rolling",
+    is_flag=True,
+    help="Replace changed containers one at a time, each new one healthy before its old one "
+    "stops (always so for deploy.replicas > 1).",
+)
 @click.option(
     "--abort-on-container-exit", is_flag=True, help="Stop all containers if any one stops."
 )
@@ -290,6 +296,7 @@ def up_cmd(
     build: bool,
     no_build: bool,
     wait: bool,
+    rolling: bool,
     abort_on_container_exit: bool,
     exit_code_from: str | None,
 ) -> None:
@@ -322,7 +329,10 @@ def up_cmd(
         _build_services(ctx, project, chosen, always=build)
     svc = _containers(ctx)
     started = time.time()
-    runner.up(project, svc, options, timeout=timeout, progress=_progress)
+    runner.up(project, svc, options, timeout=timeout, progress=_progress, rolling=rolling)
+    if wait:
+        chosen = [n for level in runner.plan_levels(project, options) for n in level]
+        runner.wait_services(project, svc, chosen, _progress)
     if detach or wait:
         return
     # attached: every container's output until they have all stopped; Ctrl-C stops them
@@ -388,19 +398,43 @@ def down_cmd(
 ) -> None:
     """Stop and remove containers and networks (-v: named volumes too)."""
     from moorage.compose import runner
-    from moorage.errors import Unsupported
 
-    if rmi:
-        raise Unsupported("moor compose down --rmi is not supported yet")
     project = _options(ctx).load()
+    svc = _containers(ctx)
     runner.down(
         project,
-        _containers(ctx),
+        svc,
         remove_orphans=remove_orphans,
         timeout=timeout,
         progress=_progress,
         volumes=volumes,
     )
+    if rmi:
+        _remove_images(project, svc, every=rmi == "all")
+
+
+def _remove_images(project: Any, svc: Any, *, every: bool) -> None:
+    """``down --rmi``: the images compose named itself (``local``: services without an
+    ``image`` key), or every service's image (``all``); one missing is not an error."""
+    from moorage.compose.translate import image_name
+    from moorage.errors import MoorageError, NotFound
+
+    names = dict.fromkeys(
+        image_name(project, s) for s in project.services.values() if every or not s.image
+    )
+    for name in names:
+        try:
+            svc.images.resolve(name)
+        except NotFound:
+            continue
+        _progress(f" Image {name}  Removing")
+        try:
+            svc.images.remove(name, collect=False)
+        except MoorageError as e:
+            _progress(f" Image {name}  Error {e}")
+            continue
+        _progress(f" Image {name}  Removed")
+    svc.images.collect_garbage(blocking=False)
 
 
 def _health(svc: Any, rec: Any) -> str:
@@ -813,6 +847,8 @@ def exec_cmd(
 @click.option("-w", "--workdir", default=None, help="Working directory inside the container.")
 @click.option("-T", "--no-tty", is_flag=True, help="Disable pseudo-TTY allocation.")
 @click.option("--no-deps", is_flag=True, help="Don't start linked services.")
+@click.option("-p", "--publish", multiple=True, help="Publish a container's port(s) to the host.")
+@click.option("-P", "--service-ports", is_flag=True, help="Run with the service's ports published.")
 @click.argument("service")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
@@ -827,6 +863,8 @@ def run_cmd(
     workdir: str | None,
     no_tty: bool,
     no_deps: bool,
+    publish: tuple[str, ...],
+    service_ports: bool,
     service: str,
     command: tuple[str, ...],
 ) -> None:
@@ -848,14 +886,22 @@ def run_cmd(
     deps = svc_model.dependencies()
     if deps and not no_deps:
         runner.up(project, containers, PlanOptions(services=deps), progress=_progress)
+    runner.provision(project, containers, [service], _progress)  # its network, its volumes
     given = kv_mapping(list(env), Loc(("--env",)))
     environment = {
         **svc_model.environment,
         **{k: v if v is not None else os.environ.get(k) for k, v in given.items()},
     }
+    # a one-off container publishes nothing unless asked (docker compose's default)
+    ports = list(svc_model.ports) if service_ports else []
+    if publish:
+        from moorage.compose.ports import parse_ports
+        from moorage.compose.typed import port_of
+
+        ports += [port_of(p) for p in parse_ports(list(publish), Loc(("--publish",)))]
     changes: dict[str, Any] = {
         "environment": environment,
-        "ports": (),  # a one-off container publishes nothing (docker compose's default)
+        "ports": tuple(ports),
         "restart": "no",
         "container_name": "",
     }
@@ -950,3 +996,313 @@ def images_cmd(ctx: click.Context, services: tuple[str, ...], quiet: bool, fmt: 
         ),
         nl=False,
     )
+
+
+# ---- images to and from registries --------------------------------------------------------
+
+
+@compose_group.command("pull")
+@click.argument("services", nargs=-1)
+@click.option("-q", "--quiet", is_flag=True, help="Pull without printing progress information.")
+@click.option(
+    "--ignore-pull-failures", is_flag=True, help="Pull what it can and ignore images that fail."
+)
+@click.option(
+    "--ignore-buildable", is_flag=True, help="Ignore images that can be built (have a build)."
+)
+@click.option("--include-deps", is_flag=True, help="Also pull services declared as dependencies.")
+@click.option("--tls-verify", "tls_verify", metavar="BOOL", help="Require HTTPS (see moor pull).")
+@click.pass_context
+def pull_cmd(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    quiet: bool,
+    ignore_pull_failures: bool,
+    ignore_buildable: bool,
+    include_deps: bool,
+    tls_verify: str | None,
+) -> None:
+    """Pull the images of the project's services (those with an image name).
+
+    A service with a build section whose pull fails only gets a warning (its image can be
+    built), as docker compose does; any other failure exits 1 unless --ignore-pull-failures.
+    """
+    from moorage.cli.common import engine
+    from moorage.cli.distribution import _tls
+    from moorage.cli.progress import reporter
+    from moorage.compose.plan import selected_services
+    from moorage.engine.images.transfer import pull
+    from moorage.errors import MoorageError
+
+    project = _options(ctx).load(services)
+    names = selected_services(project, services, no_deps=not include_deps)
+    images = engine(ctx).images
+    verify = _tls(tls_verify)
+    for name in names:
+        service = project.services[name]
+        if not service.image or (ignore_buildable and service.build is not None):
+            if not quiet:
+                _progress(f" {name} Skipped - No image to be pulled")
+            continue
+        if not quiet:
+            _progress(f" {name} Pulling")
+        try:
+            pull(images, service.image, tls_verify=verify, reporter=reporter(True))
+        except MoorageError as e:
+            if service.build is not None:
+                _progress(f" {name} Warning {e}")
+                continue
+            if not ignore_pull_failures:
+                raise
+            _progress(f" {name} Error {e}")
+            continue
+        if not quiet:
+            _progress(f" {name} Pulled")
+
+
+@compose_group.command("push")
+@click.argument("services", nargs=-1)
+@click.option("-q", "--quiet", is_flag=True, help="Push without printing progress information.")
+@click.option(
+    "--ignore-push-failures", is_flag=True, help="Push what it can and ignore images that fail."
+)
+@click.option("--include-deps", is_flag=True, help="Also push services declared as dependencies.")
+@click.option("--tls-verify", "tls_verify", metavar="BOOL", help="Require HTTPS (see moor push).")
+@click.pass_context
+def push_cmd(
+    ctx: click.Context,
+    services: tuple[str, ...],
+    quiet: bool,
+    ignore_push_failures: bool,
+    include_deps: bool,
+    tls_verify: str | None,
+) -> None:
+    """Push the images of the project's services that have an image name."""
+    from moorage.cli.common import engine
+    from moorage.cli.distribution import _tls
+    from moorage.cli.progress import reporter
+    from moorage.compose.plan import selected_services
+    from moorage.engine.images.transfer import push
+    from moorage.errors import MoorageError
+
+    project = _options(ctx).load(services)
+    names = selected_services(project, services, no_deps=not include_deps)
+    images = engine(ctx).images
+    verify = _tls(tls_verify)
+    for name in names:
+        service = project.services[name]
+        if not service.image:
+            continue  # an image compose names itself stays local
+        if not quiet:
+            _progress(f" {name} Pushing")
+        try:
+            push(images, service.image, tls_verify=verify, reporter=reporter(True))
+        except MoorageError as e:
+            if not ignore_push_failures:
+                raise
+            _progress(f" {name} Error {e}")
+            continue
+        if not quiet:
+            _progress(f" {name} Pushed")
+
+
+# ---- ports, events, copies ------------------------------------------------------------------
+
+
+def _service_container(ctx: click.Context, service: str, index: int) -> Any:
+    """Container number ``index`` of ``service`` (its record), or a clear error."""
+    from moorage.compose.labels import NUMBER
+    from moorage.compose.runner import project_records
+    from moorage.errors import NotFound
+
+    project = _options(ctx).load((service,))
+    project.service(service)
+    records = project_records(_containers(ctx), project.name, [service], oneoff=False)
+    found = [r for r in records if r.spec.labels.get(NUMBER) == str(index)]
+    if not found:
+        raise NotFound(f'service "{service}" has no container number {index}')
+    return found[0]
+
+
+@compose_group.command("port")
+@click.option(
+    "--protocol", type=click.Choice(["tcp", "udp", "sctp"]), default="tcp", show_default=True
+)
+@click.option("--index", type=int, default=1, show_default=True, help="Container number.")
+@click.argument("service")
+@click.argument("private_port", type=int)
+@click.pass_context
+def port_cmd(
+    ctx: click.Context, protocol: str, index: int, service: str, private_port: int
+) -> None:
+    """Print the public address and port of a service's private port."""
+    from moorage.errors import NotFound
+
+    rec = _service_container(ctx, service, index)
+    bound = _containers(ctx).networks.bound_ports(rec.id)
+    for p in bound:
+        if p["container_port"] == private_port and p["proto"] == protocol:
+            click.echo(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
+            return
+    raise NotFound(f"no port {private_port}/{protocol} for container {rec.name}")
+
+
+@compose_group.command("events")
+@click.argument("services", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Output events as a stream of json objects.")
+@click.pass_context
+def events_cmd(ctx: click.Context, services: tuple[str, ...], as_json: bool) -> None:
+    """Receive real time events from the project's containers (until interrupted)."""
+    import json
+    import signal
+    from datetime import UTC, datetime
+
+    from moorage.cli.common import engine
+    from moorage.compose import labels as L
+    from moorage.engine import events as ev
+
+    project = _options(ctx).load()
+    for name in services:
+        project.service(name)
+    store = engine(ctx).store
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        for event in ev.stream(store.db.conn, store.runroot, since_ns=None, until_ns=None):
+            attrs = event.attributes
+            if event.type != "container" or attrs.get(L.PROJECT) != project.name:
+                continue
+            service = attrs.get(L.SERVICE, "")
+            if services and service not in services:
+                continue
+            shown = {k: v for k, v in attrs.items() if not k.startswith("com.docker.compose.")}
+            when = datetime.fromtimestamp(event.time_nano / 1e9, tz=UTC)
+            if as_json:
+                line = json.dumps(
+                    {
+                        "time": when.isoformat(),
+                        "type": "container",
+                        "service": service,
+                        "id": event.actor_id,
+                        "action": event.action,
+                        "attributes": shown,
+                    }
+                )
+            else:
+                text = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
+                stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f")
+                line = f"{stamp} container {event.action} {event.actor_id} ({text})"
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return
+
+
+@compose_group.command("cp")
+@click.option("--index", type=int, default=1, show_default=True, help="Container number.")
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.argument("src")
+@click.argument("dest")
+@click.pass_context
+def cp_cmd(
+    ctx: click.Context, index: int, archive: bool, follow_link: bool, src: str, dest: str
+) -> None:
+    """Copy files between a service container and the local filesystem (SERVICE:PATH)."""
+    from moorage.cli.container import _split_container_path
+    from moorage.cli.container import cp_cmd as container_cp
+    from moorage.errors import InvalidArgument
+
+    src_svc, src_path = _split_container_path(src)
+    dest_svc, dest_path = _split_container_path(dest)
+    if (src_svc is None) == (dest_svc is None):
+        raise InvalidArgument("one of SRC and DEST must be SERVICE:PATH")
+    service = src_svc or dest_svc
+    assert service is not None
+    rec = _service_container(ctx, service, index)
+    ctx.invoke(
+        container_cp,
+        archive=archive,
+        follow_link=follow_link,
+        quiet=False,
+        src=f"{rec.id}:{src_path}" if src_svc else src,
+        dest=f"{rec.id}:{dest_path}" if dest_svc else dest,
+    )
+
+
+# ---- the developer loop -----------------------------------------------------------------------
+
+
+@compose_group.command("watch")
+@click.argument("services", nargs=-1)
+@click.option("--no-up", is_flag=True, help="Do not build and start the services first.")
+@click.pass_context
+def watch_cmd(ctx: click.Context, services: tuple[str, ...], no_up: bool) -> None:
+    """Watch the develop.watch paths of the services: sync changed files into their running
+    containers, restart them, or rebuild and recreate them (until interrupted)."""
+    import signal
+
+    from moorage.compose import runner
+    from moorage.compose import watch as w
+    from moorage.compose.plan import PlanOptions
+    from moorage.engine.containers.service import mounted_root
+    from moorage.errors import MoorageError
+
+    project = _options(ctx).load(services)
+    watches = w.service_watches(project, services)
+    svc = _containers(ctx)
+    if not no_up:
+        names = tuple(sw.service.name for sw in watches)
+        chosen = [n for level in runner.plan_levels(project, PlanOptions(services=names))
+                  for n in level]  # fmt: skip
+        _build_services(ctx, project, chosen, always=False)
+        runner.up(project, svc, PlanOptions(services=names), progress=_progress)
+
+    def running(name: str) -> list[Any]:
+        records = runner.project_records(svc, project.name, [name], oneoff=False)
+        return [r for r in records if r.running]
+
+    def apply(name: str, batch: w.Batch) -> None:
+        if batch.rebuild:
+            _progress(f'Rebuilding service "{name}" after changes were detected...')
+            _build_services(ctx, project, [name], always=True)
+            runner.up(project, svc, PlanOptions(services=(name,), no_deps=True),
+                      progress=_progress)  # fmt: skip
+            _progress(f'service "{name}" successfully built')
+            return
+        if batch.syncs:
+            n = len(batch.syncs)
+            _progress(f'Syncing service "{name}" after {n} changes were detected')
+            for rec in running(name):
+                with mounted_root(svc, rec) as root:
+                    w.sync_files(root, batch.syncs)
+        if batch.restart:
+            _progress(f'Restarting service "{name}" after changes were detected')
+            for rec in running(name):
+                svc.stop(rec.id)
+                svc.start(rec.id)
+
+    stopping = False
+
+    def stop(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    watcher = w.Inotify()
+    try:
+        w.watch_paths(watcher, watches)
+        first = w.initial_paths(watches)
+        if first:
+            for name, batch in w.plan_batch(watches, first).items():
+                apply(name, batch)
+        _progress("Watch enabled")
+        for paths in w.batches(watcher, lambda: stopping):
+            for name, batch in w.plan_batch(watches, paths).items():
+                try:
+                    apply(name, batch)
+                except MoorageError as e:  # the loop goes on: the next save may fix it
+                    _progress(f'Error: service "{name}": {e}')
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.close()

@@ -22,8 +22,8 @@ VERSION = "com.docker.compose.version"
 IMAGE = "com.docker.compose.image"
 
 # What may change without the container being recreated: how it is built or pulled, how many
-# replicas there are, what it waits for, and which profiles enable it.
-_NOT_HASHED = ("build", "pull_policy", "scale", "depends_on", "profiles")
+# replicas there are, what it waits for, which profiles enable it, and how it is watched.
+_NOT_HASHED = ("build", "pull_policy", "scale", "depends_on", "profiles", "develop")
 
 
 def config_hash(service: Service) -> str:

@@ -104,6 +104,19 @@ class FileRef:
 
 
 @dataclass(frozen=True)
+class WatchRule:
+    """One ``develop.watch`` rule: changes under ``path`` (absolute, on the host) are
+    synced to ``target`` in the containers, restart them, or rebuild the service."""
+
+    path: str
+    action: str  # sync | rebuild | sync+restart | restart
+    target: str = ""
+    ignore: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    initial_sync: bool = False
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     config: dict[str, Any] = field(compare=False, repr=False)
@@ -155,6 +168,7 @@ class Service:
     configs: tuple[FileRef, ...] = ()
     profiles: tuple[str, ...] = ()
     pull_policy: str = ""
+    watch: tuple[WatchRule, ...] = ()
 
     @property
     def replicas(self) -> int:

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING
 from moorage.compose import labels as L
 from moorage.compose.errors import ComposeError
 from moorage.compose.graph import levels
-from moorage.compose.model import Project
+from moorage.compose.model import Project, Service
 from moorage.compose.plan import (
     CREATE,
     RECREATE,
     REMOVE,
     RESTART,
     START,
+    Action,
     Actual,
     Plan,
     PlanOptions,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 MAX_PARALLEL = 8
+MAX_PARALLEL_STOP = 16  # stopping is mostly waiting (for the exit, for conmon)
 
 
 def _ignore(line: str) -> None:
@@ -101,10 +103,13 @@ def up(
     progress: Progress = _ignore,
     parallel: bool = True,
     start: bool = True,
+    rolling: bool = False,
 ) -> Plan:
     """Converge: create, recreate, start or leave each container, in dependency order; the
     services of one dependency level are handled in parallel unless ``parallel`` is False.
-    With ``start`` False (``create``), containers are created but not started."""
+    With ``start`` False (``create``), containers are created but not started. Services with
+    ``deploy.replicas`` above 1 (every service, with ``rolling``) are recreated one
+    container at a time, each new one ready before its old one goes (:func:`_roll`)."""
     from moorage.compose.plan import selected_services
 
     chosen = selected_services(project, options.services, options.no_deps)
@@ -134,12 +139,12 @@ def up(
         # each thread with its own store connection: SQLite and flock make that as safe
         # as separate moor commands
         with _own_service(svc) as mine:
-            _converge(project, mine, name, p, image_ids, timeout, locked, start)
+            _converge(project, mine, name, p, image_ids, timeout, locked, start, rolling)
 
     for level in p.levels:
         if not parallel or len(level) == 1:
             for name in level:
-                _converge(project, svc, name, p, image_ids, timeout, progress, start)
+                _converge(project, svc, name, p, image_ids, timeout, progress, start, rolling)
             continue
         # independent services of one level start together
         with ThreadPoolExecutor(max_workers=min(len(level), MAX_PARALLEL)) as pool:
@@ -171,12 +176,18 @@ def _converge(
     timeout: int | None,
     progress: Progress,
     start: bool = True,
+    rolling: bool = False,
 ) -> None:
     """Carry out one service's actions (after waiting for what it depends on)."""
     if start:
         _wait_for_dependencies(project, svc, name, p)
     service = project.services[name]
+    replicas = service.deploy.replicas if service.deploy is not None else None
+    roll = start and (rolling or (replicas or 0) > 1)
     for action in p.actions[name]:
+        if action.kind == RECREATE and roll:
+            _roll(project, svc, service, action, image_ids[name], timeout, progress)
+            continue
         if action.kind == REMOVE:
             assert action.container is not None
             _remove(svc, action.container.id, action.name, timeout, progress)
@@ -187,21 +198,14 @@ def _converge(
             _stop(svc, action.container.id, timeout)
             svc.remove(action.container.id, force=True)
         if action.kind in (CREATE, RECREATE):
-            spec = container_spec(project, service, action.number, image_id=image_ids[name])
             if action.kind == CREATE:
-                progress(f" Container {spec.name}  Creating")
-            rec = svc.create(spec)
-            if not service.network_mode:  # the service's further networks
-                for net_name, cfg in service_networks(project, service)[1:]:
-                    svc.networks.connect(
-                        net_name, rec, svc, aliases=(service.name, *cfg.aliases),
-                        ip=cfg.ipv4_address,
-                    )  # fmt: skip
+                progress(f" Container {action.name}  Creating")
+            rec = _create(project, svc, service, action.number, image_ids[name])
             done = "Recreated" if action.kind == RECREATE else "Created"
-            progress(f" Container {spec.name}  {done}")
+            progress(f" Container {rec.name}  {done}")
             if start:
                 svc.start(rec.id)
-                progress(f" Container {spec.name}  Started")
+                progress(f" Container {rec.name}  Started")
         elif not start:
             progress(f" Container {action.name}  Created")
         elif action.kind == RESTART:
@@ -216,6 +220,109 @@ def _converge(
             progress(f" Container {action.name}  Started")
         else:
             progress(f" Container {action.name}  Running")
+
+
+def _create(
+    project: Project, svc: ContainerService, service: Service, number: int, image_id: str
+) -> ContainerRecord:
+    """Container ``number`` of ``service``, created and joined to its further networks."""
+    rec = svc.create(container_spec(project, service, number, image_id=image_id))
+    if not service.network_mode:
+        for net_name, cfg in service_networks(project, service)[1:]:
+            svc.networks.connect(
+                net_name, rec, svc, aliases=(service.name, *cfg.aliases), ip=cfg.ipv4_address
+            )
+    return rec
+
+
+READY_TIMEOUT = 120.0  # seconds a rolled container may take to become healthy
+DRAIN_SECONDS = 1.0  # between withdrawing an old container's names and stopping it
+
+
+def _roll(
+    project: Project,
+    svc: ContainerService,
+    service: Service,
+    action: Action,
+    image_id: str,
+    timeout: int | None,
+    progress: Progress,
+) -> None:
+    """Replace one container without a gap: the old one steps aside under a temporary name
+    (``<id>_<name>``, as docker compose names it while recreating), the new one starts under
+    the real name, hidden from DNS until it is healthy (running, without a healthcheck);
+    then it is published, the old one hidden, and after a short drain the old one is
+    stopped and removed. A new container that fails is removed and the old one keeps
+    serving under its name."""
+    old = action.container
+    assert old is not None
+    aside = f"{old.id[:12]}_{action.name}"
+    progress(f" Container {action.name}  Recreate (rolling)")
+    svc.rename(old.id, aside)
+    rec = None
+    try:
+        rec = _create(project, svc, service, action.number, image_id)
+        svc.networks.hide_names(rec.id)  # not asked for before it answers
+        svc.start(rec.id)
+        progress(f" Container {action.name}  Started")
+        _wait_ready(svc, rec.id, action.name, progress)
+        svc.networks.hide_names(rec.id, hidden=False)
+    except ComposeError as e:
+        _undo_roll(svc, rec, old.id, action.name)
+        raise ComposeError(f"{e}: the old container keeps running") from None
+    except BaseException:
+        _undo_roll(svc, rec, old.id, action.name)
+        raise
+    if old.state == "running":
+        with contextlib.suppress(NotFound):
+            svc.networks.hide_names(old.id)
+        time.sleep(DRAIN_SECONDS)  # lookups answered just before finish their requests
+    _remove(svc, old.id, aside, timeout, progress)
+
+
+def _undo_roll(svc: ContainerService, new: ContainerRecord | None, old: str, name: str) -> None:
+    if new is not None:
+        with contextlib.suppress(MoorageError):
+            svc.remove(new.id, force=True)
+    with contextlib.suppress(MoorageError):
+        svc.rename(old, name)
+        svc.networks.hide_names(old, hidden=False)  # DNS learns its name again
+
+
+def _wait_ready(svc: ContainerService, cid: str, name: str, progress: Progress) -> None:
+    """Until the container is healthy (running, when it has no healthcheck)."""
+    from moorage.engine.health import status
+
+    deadline = time.monotonic() + READY_TIMEOUT
+    while True:
+        rec = svc.find(cid)
+        if rec is None or not rec.running:
+            code = rec.exit_code if rec is not None else None
+            raise ComposeError(f"container {name} exited ({code})")
+        st = status(svc.store.db.conn, rec)
+        if st in ("none", "healthy"):
+            if st == "healthy":
+                progress(f" Container {name}  Healthy")
+            return
+        if st == "unhealthy":
+            raise ComposeError(f"container {name} is unhealthy")
+        if time.monotonic() > deadline:
+            raise ComposeError(f"container {name} did not become healthy in time")
+        time.sleep(0.1)
+
+
+def wait_services(
+    project: Project, svc: ContainerService, names: Sequence[str], progress: Progress
+) -> None:
+    """``up --wait``: until every container of ``names`` is healthy (running, without a
+    healthcheck); one that exited 0 is done, one that failed or is unhealthy is an error."""
+    for rec in project_records(svc, project.name, names, oneoff=False):
+        now = svc.find(rec.id)
+        if now is not None and not now.running and now.exit_code == 0:
+            progress(f" Container {rec.name}  Exited")
+            continue
+        _wait_ready(svc, rec.id, rec.name, progress)
+        progress(f" Container {rec.name}  Waited")
 
 
 NETWORK_LABEL = "com.docker.compose.network"
@@ -404,7 +511,7 @@ def _remove_by_level(
         if len(group) == 1:
             _remove(svc, group[0].id, group[0].name, timeout, progress)
             continue
-        with ThreadPoolExecutor(max_workers=min(len(group), MAX_PARALLEL)) as pool:
+        with ThreadPoolExecutor(max_workers=min(len(group), MAX_PARALLEL_STOP)) as pool:
             futures = [pool.submit(work, rec) for rec in group]
         errors = [e for e in (f.exception() for f in futures) if e is not None]
         if errors:

@@ -416,6 +416,53 @@ def _extends(value: Any, loc: Loc, ctx: FileContext) -> dict[str, Any]:
     return out
 
 
+WATCH_ACTIONS = ("sync", "rebuild", "sync+restart", "restart")
+
+
+def _develop(value: Any, loc: Loc, ctx: FileContext) -> dict[str, Any]:
+    """``develop.watch``: rules of ``moor compose watch`` (path relative to the file)."""
+    dev = as_mapping(value, loc)
+    check_keys(dev, ("watch",), loc)
+    out: dict[str, Any] = {}
+    if dev.get("watch") is None:
+        return out
+    rules = dev["watch"]
+    wloc = loc.child(dev, "watch")
+    if not isinstance(rules, list):
+        raise expected(wloc, "a list", rules)
+    out["watch"] = []
+    for i, raw in enumerate(rules):
+        sub = wloc.child(rules, i)
+        rule = as_mapping(raw, sub)
+        check_keys(rule, ("path", "action", "target", "ignore", "include", "initial_sync"), sub)
+        for key in ("path", "action"):
+            if rule.get(key) is None:
+                raise sub.error(f"a watch rule needs a {key}")
+        entry: dict[str, Any] = {
+            "path": resolve_path(as_str(rule["path"], sub.child(rule, "path")), ctx.base_dir)
+        }
+        action = as_str(rule["action"], sub.child(rule, "action"))
+        if action not in WATCH_ACTIONS:
+            raise sub.child(rule, "action").error(
+                f"invalid watch action {action!r}: expected one of {', '.join(WATCH_ACTIONS)}"
+            )
+        entry["action"] = action
+        if rule.get("target") is not None:
+            target = as_str(rule["target"], sub.child(rule, "target"))
+            if not target.startswith("/"):
+                raise sub.child(rule, "target").error(f"target {target!r} must be absolute")
+            entry["target"] = target
+        elif action.startswith("sync"):
+            raise sub.error(f"a {action} rule needs a target (the path in the container)")
+        for key in ("ignore", "include"):
+            if rule.get(key) is not None:
+                entry[key] = str_list(rule[key], sub.child(rule, key), single=True)
+        if rule.get("initial_sync") is not None:
+            entry["initial_sync"] = as_bool(rule["initial_sync"], sub.child(rule, "initial_sync"))
+        out["watch"].append(entry)
+    return out
+
+
 def _logging(value: Any, loc: Loc) -> dict[str, Any]:
     log = as_mapping(value, loc)
     check_keys(log, ("driver", "options"), loc)
@@ -547,7 +594,7 @@ SERVICE_KEYS: dict[str, _WithCtx] = {
     "cgroup_parent": _plain(_str),
     "mac_address": _plain(_str),
     "runtime": _plain(_str),
-    "develop": _plain(as_mapping),
+    "develop": _develop,
 }
 
 PULL_POLICIES = ("always", "never", "missing", "if_not_present", "build", "daily", "weekly")

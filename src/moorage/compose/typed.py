@@ -18,6 +18,7 @@ from moorage.compose.model import (
     Service,
     ServiceNetwork,
     Volume,
+    WatchRule,
 )
 
 _BUILD_FIELDS = ("context", "dockerfile", "args", "target", "labels")
@@ -27,7 +28,7 @@ def _tuple(v: Any) -> tuple[str, ...] | None:
     return None if v is None else tuple(v)
 
 
-def _port(p: dict[str, Any]) -> Port:
+def port_of(p: dict[str, Any]) -> Port:
     return Port(
         target=p["target"],
         published=p.get("published"),
@@ -116,7 +117,7 @@ def service(name: str, c: dict[str, Any]) -> Service:
         command=_tuple(c.get("command")),
         entrypoint=_tuple(c.get("entrypoint")),
         environment=dict(c.get("environment", {})),
-        ports=tuple(_port(p) for p in c.get("ports", ())),
+        ports=tuple(port_of(p) for p in c.get("ports", ())),
         expose=tuple(c.get("expose", ())),
         volumes=tuple(_mount(m) for m in c.get("volumes", ())),
         volumes_from=tuple(c.get("volumes_from", ())),
@@ -174,6 +175,17 @@ def service(name: str, c: dict[str, Any]) -> Service:
         configs=tuple(_ref(r) for r in c.get("configs", ())),
         profiles=tuple(c.get("profiles", ())),
         pull_policy=c.get("pull_policy", ""),
+        watch=tuple(
+            WatchRule(
+                path=w["path"],
+                action=w["action"],
+                target=w.get("target", ""),
+                ignore=tuple(w.get("ignore", ())),
+                include=tuple(w.get("include", ())),
+                initial_sync=bool(w.get("initial_sync", False)),
+            )
+            for w in (c.get("develop") or {}).get("watch", ())
+        ),
     )
 
 

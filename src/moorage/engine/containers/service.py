@@ -584,12 +584,18 @@ class ContainerService:
         grace = timeout if timeout is not None else rec.spec.stop_timeout
         grace = 10 if grace is None else grace
         runtime = self.runtime(rec)
-        with contextlib.suppress(RuntimeFailure):
-            runtime.kill(rec.id, sig)
-        if not self._wait_exit(rec, grace):
+        # holding the attach lock until conmon is done makes its exit command a no-op: this
+        # command records the exit itself just below, and a stop of many containers (compose
+        # down) does not start one Python cleanup process per container beside it
+        with flocked(self.attached_lock(rec.id), exclusive=True, blocking=False) as held:
             with contextlib.suppress(RuntimeFailure):
-                runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
-            self._wait_exit(rec, 10)
+                runtime.kill(rec.id, sig)
+            if not self._wait_exit(rec, grace):
+                with contextlib.suppress(RuntimeFailure):
+                    runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
+                self._wait_exit(rec, 10)
+            if held:
+                self._wait_conmon(rec, 2)
         self.cleanup(rec.id)
         container_event(self.store, rec, "stop")
         return self._find_raw(rec.id) or rec  # a --rm container is gone by now

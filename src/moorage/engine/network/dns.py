@@ -8,13 +8,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 AARDVARK = ("/usr/lib/podman/aardvark-dns", "/usr/libexec/podman/aardvark-dns")
+ANSWER_WAIT = 1.0  # seconds aardvark may take to answer again after a reload
 
 
 @dataclass(frozen=True)
@@ -32,20 +35,28 @@ class Aardvark:
     def __init__(self, config_dir: Path) -> None:
         self.dir = config_dir
 
-    def write(self, network: str, gateway: str, entries: Iterable[DnsEntry]) -> None:
-        """Replace the network's file (atomically: aardvark may be reading it)."""
+    def write(self, network: str, gateway: str, entries: Iterable[DnsEntry]) -> bool:
+        """Replace the network's file (atomically: aardvark may be reading it); False when
+        it already says that (no reload needed: each one makes aardvark rebind)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         lines = [gateway]
         lines += [f"{e.container_id} {e.ip}  {','.join(e.names)}" for e in entries]
+        with contextlib.suppress(OSError):
+            if (self.dir / network).read_text() == "\n".join(lines) + "\n":
+                return False
         # one temporary name per writer: parallel commands (and compose's threads) write too;
         # made beside the config directory, as aardvark would read it as a network there
         tmp = self.dir.parent / f".aardvark-{network}.{os.getpid()}.{threading.get_ident()}.tmp"
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.dir / network)
+        return True
 
-    def remove(self, network: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+    def remove(self, network: str) -> bool:
+        try:
             (self.dir / network).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def pid(self) -> int:
         try:
@@ -76,9 +87,19 @@ class Aardvark:
         networks = [p for p in self.dir.glob("*") if p.is_file() and not p.name.startswith(".")
                     and p.name != "aardvark.pid"]  # fmt: skip
         if pid:
-            with contextlib.suppress(ProcessLookupError):
+            try:
                 os.kill(pid, signal.SIGTERM if not networks else signal.SIGHUP)
-                return
+            except ProcessLookupError:
+                pass
+            else:
+                if not networks or self._answers(networks, ANSWER_WAIT):
+                    return
+                # aardvark 1.4 tears its servers down and up on every SIGHUP, and under load
+                # one has been seen to stay deaf for good: start a fresh one
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(FileNotFoundError):
+                    (self.dir / "aardvark.pid").unlink()
         if not networks:
             return
         exe = binary()
@@ -90,6 +111,37 @@ class Aardvark:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             check=False, timeout=10,
         )  # fmt: skip
+
+    def _answers(self, networks: list[Path], wait: float) -> bool:
+        """Whether aardvark answers, within ``wait`` seconds, a query for a name it serves
+        itself (never one it would forward: no traffic leaves the host for this)."""
+        probe = None
+        for path in networks:
+            with contextlib.suppress(OSError):
+                lines = path.read_text().splitlines()
+                if len(lines) > 1 and len(lines[1].split()) >= 3:
+                    probe = (lines[0].split(",")[0].strip(), lines[1].split()[2].split(",")[0])
+                    break
+        if probe is None:
+            return True
+        gateway, name = probe
+        qid = os.urandom(2)
+        query = (qid + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+                 + b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p)
+                 + b"\x00\x00\x01\x00\x01")  # fmt: skip
+        deadline = time.monotonic() + wait
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.05)
+            while time.monotonic() < deadline:
+                try:
+                    sock.sendto(query, (gateway, 53))
+                    while True:
+                        data = sock.recv(512)
+                        if data[:2] == qid:
+                            return True
+                except OSError:  # refused while it rebinds, or no answer yet
+                    time.sleep(0.01)
+        return False
 
     def stop(self) -> None:
         pid = self.pid()

@@ -527,6 +527,8 @@ class NetworkService:
             netns.remove(ns)
             with contextlib.suppress(FileNotFoundError):
                 self._backend_file(cid).unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self._hidden_file(cid).unlink()
             if eps:
                 with self.store.db.transaction() as conn:
                     conn.execute(
@@ -537,11 +539,30 @@ class NetworkService:
             for _, n in eps:
                 self._event("disconnect", n, container=cid)
 
+    def _hidden_file(self, cid: str) -> Path:
+        return self.run_dir / "dns-hidden" / cid
+
+    def hide_names(self, cid: str, hidden: bool = True) -> None:
+        """Withhold the container's names and aliases from DNS (it keeps its addresses), or
+        publish them again. A rolling update hides a new container until it is ready and an
+        old one before it is stopped, so lookups only ever give an address that answers.
+        Hidden lasts until published again or until the container's network is torn down
+        (stop, remove); a hidden container's start keeps it out of DNS."""
+        marker = self._hidden_file(cid)
+        if hidden:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+        self._update_dns({n.id for r, n in self.endpoints(cid) if r["ip"] and n.dns})
+
     def _update_dns(self, network_ids: set[str]) -> None:
         if not network_ids:
             return
         from moorage.engine.network.dns import DnsEntry
 
+        changed = False
         for nid in network_ids:
             net = self.find(nid)
             if net is None:
@@ -555,13 +576,14 @@ class NetworkService:
             entries = [
                 DnsEntry(r["container_id"][:12], r["ip"],
                          (r["name"], r["container_id"][:12], *json.loads(r["aliases"])))
-                for r in rows
+                for r in rows if not self._hidden_file(r["container_id"]).exists()
             ]  # fmt: skip
             if entries:
-                self.dns.write(net.name, net.gateway, entries)
+                changed |= self.dns.write(net.name, net.gateway, entries)
             else:
-                self.dns.remove(net.name)
-        self.dns.reload()
+                changed |= self.dns.remove(net.name)
+        if changed or not self.dns.pid():
+            self.dns.reload()
 
     # ---- connect / disconnect ------------------------------------------------------------
 
