@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from moorage.api import containers, exec, images, system
+from moorage.api import build, containers, distribution, exec, images, system
 from moorage.api.backend import Backend
 from moorage.api.http import JSON_BODY_LIMIT, add_routes, edge_middleware, error_response
 from moorage.api.http import on_prepare as add_headers
@@ -110,10 +110,8 @@ def build_app(
     app["backend"] = backend
     app["monitor"] = Monitor(backend)
     app["execs"] = {}
-    for module in (system, images, containers, exec):
+    for module in (system, images, distribution, build, containers, exec):
         add_routes(app, module.ROUTES)
-    # pulls come with the registry client: say so rather than "page not found"
-    add_routes(app, [("POST", "/images/create", _no_pull)])
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.on_response_prepare.append(add_headers)
 
@@ -123,15 +121,6 @@ def build_app(
 
     app.on_cleanup.append(shutdown)
     return app
-
-
-async def _no_pull(request: web.Request) -> web.StreamResponse:
-    image = request.query.get("fromImage", "")
-    tag = request.query.get("tag", "")
-    ref = f"{image}:{tag}" if tag and "@" not in image else image
-    return error_response(
-        404, f"No such image: {ref} (pulling from a registry is not available in this moorage)"
-    )
 
 
 def _secure_socket(path: str) -> None:

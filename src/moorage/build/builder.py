@@ -75,6 +75,10 @@ class BuildOptions:
     rm: bool = True
     force_rm: bool = False
     source_date_epoch: int | None = None
+    # registry domain -> (user, password) for FROM images pulled (the API's X-Registry-Config;
+    # the API passes only those, the CLI lets pulls use what `moor login` stored)
+    registry_auth: dict[str, tuple[str, str]] = field(default_factory=dict)
+    stored_credentials: bool = True
 
 
 @dataclass
@@ -146,6 +150,7 @@ class Builder:
         self._steps = 0
         self._containers_svc: Any = None
         self._cache_from_ids: list[str] = []
+        self.running: str | None = None  # the RUN step's container, while it runs
 
     # ---- planning -----------------------------------------------------------------------
 
@@ -333,10 +338,17 @@ class Builder:
         """A FROM image that is not here is pulled, as Docker's builder does."""
         from moorage.engine.images.transfer import pull
         from moorage.errors import MoorageError
+        from moorage.oci.reference import parse_reference
 
         self.progress.line(f"Pulling {base}")
         try:
-            res = pull(self.images, base)
+            creds = self.opts.registry_auth.get(parse_reference(base).domain)
+            res = pull(
+                self.images,
+                base,
+                credentials=creds,
+                stored_credentials=self.opts.stored_credentials,
+            )
         except MoorageError as e:
             raise ins.error(
                 f"pull access denied for {base}, repository does not exist or may require "
@@ -1140,7 +1152,11 @@ class Builder:
             with contextlib.ExitStack() as mounted:
                 if mounts:
                     self._prepare_mounts(ins, svc, rec, mounts, mounted)
-                code = self._run_container(svc, rec, before_cleanup=mounted.close)
+                self.running = rec.id
+                try:
+                    code = self._run_container(svc, rec, before_cleanup=mounted.close)
+                finally:
+                    self.running = None
             if code != 0:
                 raise BuildFailed(
                     f"The command '{' '.join(command)}' returned a non-zero code: {code}", code
