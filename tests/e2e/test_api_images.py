@@ -172,10 +172,19 @@ def test_docker_cli_login_and_authenticated_push(
     _docker(api, "rmi", name)
     _, out, _ = _docker(api, "pull", name)
     assert f"Status: Downloaded newer image for {name}" in out
+    # a build pulls its FROM image with the credentials the CLI sends in X-Registry-Config
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN echo child > /child\n")
+    _, out, _ = _docker(api, "build", "--pull", "-t", "child:1", str(ctx))
+    assert f"Pulling {name}" in out and "Successfully tagged child:1" in out
+    _docker(api, "rmi", "child:1")
     _docker(api, "logout", server.host)
     _docker(api, "rmi", name)
     code, _, err = _docker(api, "pull", name, check=False)
     assert code == 1 and "unauthorized" in err
+    code, _, err = _docker(api, "build", str(ctx), check=False)
+    assert code == 1 and "pull access denied" in err
 
 
 # ---- docker-py ----------------------------------------------------------------------------
@@ -409,6 +418,27 @@ def test_client_disconnect_mid_build_cleans_up(api: Service, bb: str) -> None:
     assert api.moor("ps", "-aq").stdout == ""
     # the service keeps serving
     assert api.request("GET", "/_ping").status == 200
+
+
+def test_build_context_size_limit(
+    moor: Moor, bb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.e2e.apiservice import start_service, stop_service
+
+    monkeypatch.setenv("MOORAGE_API_MAX_UPLOAD", "20000")
+    sock = tmp_path / "api.sock"
+    proc = start_service(moor, sock)
+    try:
+        api = Service(sock, proc, moor, tmp_path)
+        big = _context({"Dockerfile": "FROM bb:1\n", "blob": "x" * 50000})
+        r = api.request("POST", "/build", body=big, headers={"Content-Type": "application/x-tar"})
+        assert r.status == 400 and "larger than the limit of 20000 bytes" in r.json()["message"]
+        small = _context({"Dockerfile": "FROM bb:1\n"})
+        r = api.request("POST", "/build", body=small)
+        assert r.status == 200 and "Successfully built" in _stream_text(_messages(r.body))
+    finally:
+        stop_service(proc)
+    assert not list((moor.root / "build").glob("ctx-*"))
 
 
 def test_moor_cli_search_still_works(moor: Moor, bb: str, registry: RegistryServer) -> None:

@@ -39,6 +39,7 @@ class BuildRequest:
     rm: bool = True
     force_rm: bool = False
     quiet: bool = False
+    pull: bool = False
     cache_from: list[str] = field(default_factory=list)
     network: str = "bridge"
     registry_auth: dict[str, tuple[str, str]] = field(default_factory=dict)
@@ -100,6 +101,7 @@ def parse_request(request: web.Request) -> BuildRequest:
         rm=qbool(request, "rm", True),
         force_rm=qbool(request, "forcerm"),
         quiet=qbool(request, "q"),
+        pull=qbool(request, "pull"),
         cache_from=list(cache_from),
         network="bridge" if network == "default" else network,
         registry_auth=build_credentials(request),
@@ -166,6 +168,7 @@ def _build(
             no_cache=req.no_cache,
             cache_from=req.cache_from,
             quiet=req.quiet,
+            pull=req.pull,
             rm=req.rm,
             force_rm=req.force_rm,
             registry_auth=req.registry_auth,

@@ -72,6 +72,7 @@ class BuildOptions:
     no_cache: bool = False
     cache_from: list[str] = field(default_factory=list)
     quiet: bool = False
+    pull: bool = False
     rm: bool = True
     force_rm: bool = False
     source_date_epoch: int | None = None
@@ -324,10 +325,13 @@ class Builder:
                 "history": [],
             }
             return StageState(doc, [], "")
-        try:
-            rec = self.images.resolve(base)
-        except NotFound:
+        if self.opts.pull:  # --pull: the registry's version, even when one is here
             rec = self._pull(ins, base)
+        else:
+            try:
+                rec = self.images.resolve(base)
+            except NotFound:
+                rec = self._pull(ins, base)
         state = self._load_image(str(rec.id))
         env = list(state.config.get("Env") or [])
         if not any(e.partition("=")[0] == "PATH" for e in env):

@@ -113,7 +113,7 @@ class _BuildCommand(click.Command):
     help="Remove intermediate containers after a successful build (--rm=false keeps them).",
 )
 @click.option("--force-rm/--no-force-rm", default=False, help="Always remove them.")
-@click.option("--pull", is_flag=True, hidden=True)
+@click.option("--pull", is_flag=True, help="Always attempt to pull a newer version of the image.")
 @click.option("--squash", is_flag=True, hidden=True)
 @click.pass_context
 def build_cmd(
@@ -141,7 +141,7 @@ def build_cmd(
     from moorage.build.frontend import parse
     from moorage.oci.reference import parse_reference
 
-    del progress, pull
+    del progress
     if squash:
         raise InvalidArgument("--squash is not supported")
     if network == "default":
@@ -165,6 +165,7 @@ def build_cmd(
         no_cache=no_cache,
         cache_from=list(cache_from),
         quiet=quiet,
+        pull=pull,
         rm=rm,
         force_rm=force_rm,
         source_date_epoch=epoch,
