@@ -7,6 +7,7 @@ import asyncio
 import codecs
 import contextlib
 import json
+import logging
 import os
 import posixpath
 import shutil
@@ -24,6 +25,8 @@ from moorage.api.http import Route, qbool
 from moorage.api.jsonstream import ClientGone, Emitter, Message, run_streamed
 from moorage.api.streams import AsyncReader
 from moorage.errors import InvalidArgument, MoorageError, Unsupported
+
+log = logging.getLogger("moorage.api")
 
 CONTEXT_LIMIT = int(os.environ.get("MOORAGE_API_MAX_UPLOAD", str(64 << 30)))
 
@@ -175,6 +178,7 @@ def _build(
             stored_credentials=False,
         )
         out = _Output(emitter)
+        done = threading.Event()
         try:
             builder = Builder(
                 ctx.engine,
@@ -184,9 +188,10 @@ def _build(
                 Progress(out.line, req.quiet),
                 (out.writer, out.writer),
             )
-            emitter.on_cancel.append(lambda: _kill_running(backend, builder))
+            emitter.on_cancel.append(lambda: _kill_running(backend, builder, done))
             image_id = builder.build()
         finally:
+            done.set()
             out.close()
         for t in req.tags:
             ctx.images.tag(image_id, t)
@@ -195,18 +200,28 @@ def _build(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _kill_running(backend: Backend, builder: Any) -> None:
-    """On the loop, when the client left: end the RUN step in progress (in a pool thread),
-    so the build stops and removes its container."""
-    running = builder.running
-    if running is None:
-        return
+def _kill_running(backend: Backend, builder: Any, done: threading.Event) -> None:
+    """On the loop, when the client left: until the build ends (in a pool thread), kill
+    the RUN step's container whenever one runs, so the build stops and removes it. A step
+    may be between creating its container and starting it: a kill refused then (the
+    container is not running yet) is tried again."""
 
-    def kill() -> None:
-        with contextlib.suppress(MoorageError):
-            backend.ctx().containers.kill(running, "KILL")
+    def watch() -> None:
+        killed: set[str] = set()
+        while not done.wait(0.05):
+            running = builder.running
+            if running is None or running in killed:
+                continue
+            try:
+                backend.ctx().containers.kill(running, "KILL")
+            except MoorageError:
+                continue  # not started yet, or already gone: look again
+            except Exception:
+                log.exception("cannot end build container %s", running)
+                continue
+            killed.add(running)
 
-    backend.pool.submit(kill)
+    backend.pool.submit(watch)
 
 
 async def build(request: web.Request) -> web.StreamResponse:

@@ -125,10 +125,14 @@ async def run_streamed(
         else:
             for msg in finish(result) if finish is not None else []:
                 await write(msg)
-    except (ConnectionError, asyncio.CancelledError):
+    except asyncio.CancelledError:
         emitter.cancel()
         await asyncio.shield(_reap(job))
         raise
+    except ConnectionError:  # the client went away: nothing more to say to it
+        emitter.cancel()
+        await asyncio.shield(_reap(job))
+        return resp if resp is not None else web.Response()
     except Exception as e:  # a bug in the work: say so in the stream, keep serving
         if not isinstance(e, MoorageError):
             log.exception("%s %s failed", request.method, request.path)

@@ -1149,10 +1149,11 @@ class Builder:
             labels={"moorage.build.pid": str(pid), "moorage.build.start": _start_time(pid)},
         )
         rec = svc.create(spec)
-        self.progress.line(f" ---> Running in {rec.id[:12]}")
         keep = not self.opts.rm and not self.opts.force_rm
         ok = False
         try:
+            # inside the try: output that fails (an API client gone) still removes it
+            self.progress.line(f" ---> Running in {rec.id[:12]}")
             with contextlib.ExitStack() as mounted:
                 if mounts:
                     self._prepare_mounts(ins, svc, rec, mounts, mounted)
