@@ -328,6 +328,20 @@ def test_build_stream_and_errors(api: Service, bb: str) -> None:
     r = api.request("POST", "/build", body=_context({"other": "x"}))
     assert r.status == 400
     assert r.json() == {"message": "Cannot locate specified Dockerfile: Dockerfile"}
+    # a Dockerfile that is a symlink to the service's own files is not read
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, target in (("Dockerfile", "/etc/passwd"), ("up", "/etc")):
+            link = tarfile.TarInfo(name)
+            link.type, link.linkname = tarfile.SYMTYPE, target
+            tf.addfile(link)
+    for query in ("", "?dockerfile=up/passwd"):
+        r = api.request("POST", "/build" + query, body=buf.getvalue())
+        assert r.status == 400 and "root:" not in r.json()["message"]
+        assert r.json()["message"].startswith("Cannot locate specified Dockerfile")
+    # the lowercase name when there is no Dockerfile, as Docker does
+    r = api.request("POST", "/build", body=_context({"dockerfile": "FROM bb:1\n"}))
+    assert r.status == 200 and "Successfully built" in _stream_text(_messages(r.body))
     r = api.request("POST", "/build", body=b"this is not a tar archive" * 40)
     assert r.status == 400 and "invalid build context" in r.json()["message"]
     r = api.request("POST", "/build?buildargs=%5B1%5D", body=ctx)

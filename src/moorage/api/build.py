@@ -159,9 +159,13 @@ def _build(
     try:
         extract_tar(body, tmp, "in the request")  # type: ignore[arg-type]
         df_path = tmp / req.dockerfile
-        if df_path.is_symlink() or not df_path.is_file():
+        if req.dockerfile == "Dockerfile" and not df_path.exists():
+            df_path = tmp / "dockerfile"  # Docker's fallback for the default name
+        # resolved inside the context: a symlink must not read the service's own files
+        real = df_path.resolve()
+        if not real.is_relative_to(tmp.resolve()) or not real.is_file():
             raise InvalidArgument(f"Cannot locate specified Dockerfile: {req.dockerfile}")
-        dockerfile = parse(df_path.read_text(encoding="utf-8", errors="replace"), req.dockerfile)
+        dockerfile = parse(real.read_text(encoding="utf-8", errors="replace"), req.dockerfile)
         options = BuildOptions(
             tags=req.tags,
             build_args=req.build_args,
