@@ -4,9 +4,11 @@ side, with the same docker CLI (classic builder, ``DOCKER_BUILDKIT=0``).
 Prints medians and ratios (moorage / dockerd; below 1.0 means moorage is faster):
 
 1. ``docker build --no-cache`` of a small busybox Dockerfile (COPY + one RUN + CMD).
-2. ``docker push`` of bb:1 under a fresh repository name (every blob uploaded) and
-   ``docker pull`` of it after ``rmi`` (every blob downloaded), both against one
-   ``moor registry serve`` on 127.0.0.1 started here.
+2. ``docker push`` of bb:1 under a fresh repository name and ``docker pull`` of it after
+   ``rmi``, against one ``moor registry serve`` on 127.0.0.1 started here. After the
+   first round the registry has the layer (push mounts it from the previous repository)
+   and the puller keeps it (bb:1 stays), so these measure the API and manifest round
+   trips of each engine, not blob transfer (bench/registry.py measures that).
 
 Needs root and a running dockerd with ``bb:1`` (../shared/tools/start-anchors). The service
 and the registry are started here and ended by their PIDs; every image tagged in dockerd
@@ -97,8 +99,8 @@ def main() -> None:
             print(f"{a.runs} runs, CLI {DOCKER}, registry moor registry serve on {reg}:")
             for key, what in (
                 ("build", "docker build --no-cache (COPY 1 MB, RUN, CMD)"),
-                ("push", "docker push bb:1 (new repository)"),
-                ("pull", "docker pull bb:1 (after rmi)"),
+                ("push", "docker push bb:1 (new repo, layer mounted)"),
+                ("pull", "docker pull bb:1 (after rmi, layer kept)"),
             ):
                 ours = statistics.median(results["moorage"][key])
                 theirs = statistics.median(results["dockerd"][key])
