@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from moorage.api import containers, exec, images, system
+from moorage.api import build, containers, distribution, exec, images, system
 from moorage.api.backend import Backend
 from moorage.api.http import JSON_BODY_LIMIT, add_routes, edge_middleware, error_response
 from moorage.api.http import on_prepare as add_headers
@@ -48,8 +49,61 @@ def default_host(runroot: Path | None) -> str:
     return f"unix://{(runroot or default_runroot()) / 'moorage.sock'}"
 
 
-def parse_host(value: str) -> Host:
-    """``unix:///path`` or ``tcp://127.0.0.1:PORT`` (loopback only: there is no TLS yet)."""
+@dataclass(frozen=True)
+class TLSConfig:
+    """TLS for the TCP hosts: ``verify`` requires client certificates signed by ``ca``
+    (dockerd's ``--tlsverify``); without it the server is encrypted but open."""
+
+    cert: str
+    key: str
+    ca: str | None = None
+    verify: bool = False
+
+    @classmethod
+    def from_flags(
+        cls, *, tls: bool, verify: bool, cert: str | None, key: str | None, ca: str | None
+    ) -> TLSConfig | None:
+        if not (tls or verify or cert or key or ca):
+            return None
+        missing = [
+            flag
+            for flag, value, needed in (
+                ("--tls-cert", cert, True),
+                ("--tls-key", key, True),
+                ("--tls-ca", ca, verify),
+            )
+            if needed and not value
+        ]
+        if missing:
+            why = "--tls-verify" if verify else "TLS"
+            raise InvalidArgument(f"{why} needs {', '.join(missing)}")
+        if ca and not verify:
+            verify = True  # a CA given is a CA to check clients against, as dockerd does
+        assert cert is not None and key is not None
+        return cls(cert, key, ca, verify)
+
+    def context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            ctx.load_cert_chain(self.cert, self.key)
+        except (OSError, ssl.SSLError) as e:
+            raise InvalidArgument(
+                f"cannot load the TLS certificate {self.cert} and key {self.key}: {e}"
+            ) from None
+        if self.verify:
+            assert self.ca is not None
+            try:
+                ctx.load_verify_locations(cafile=self.ca)
+            except (OSError, ssl.SSLError) as e:
+                raise InvalidArgument(f"cannot load the TLS CA {self.ca}: {e}") from None
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+def parse_host(value: str, tls: TLSConfig | None = None) -> Host:
+    """``unix:///path`` or ``tcp://HOST:PORT``: loopback only, unless TLS with client
+    certificates guards it (``tls.verify``)."""
     if value.startswith("unix://"):
         path = value[len("unix://") :]
         if not path.startswith("/"):
@@ -68,13 +122,14 @@ def parse_host(value: str) -> Host:
             loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
         except ValueError:
             loopback = False
-        if not loopback:
+        if not loopback and not (tls is not None and tls.verify):
             raise InvalidArgument(
-                f"refusing to listen on {host}: without TLS the API is served on loopback "
-                "only (TLS with client certificates is not supported yet)"
+                f"refusing to listen on {host or 'every address'}: without TLS client "
+                "certificates the API is served on loopback only (it is root on this "
+                "machine): add --tls-verify --tls-ca --tls-cert --tls-key"
             )
         return Host("tcp", host=host, port=port)
-    raise InvalidArgument(f"invalid --host {value!r}: use unix:///PATH or tcp://127.0.0.1:PORT")
+    raise InvalidArgument(f"invalid --host {value!r}: use unix:///PATH or tcp://HOST:PORT")
 
 
 class Activity:
@@ -111,11 +166,9 @@ def build_app(
     app["backend"] = backend
     app["monitor"] = Monitor(backend)
     app["execs"] = {}
-    for module in (system, images, containers, exec):
+    for module in (system, images, distribution, build, containers, exec):
         add_routes(app, module.ROUTES)
     add_routes(app, METRICS_ROUTES)
-    # pulls come with the registry client: say so rather than "page not found"
-    add_routes(app, [("POST", "/images/create", _no_pull)])
     app.router.add_route("*", "/{tail:.*}", _not_found)
     app.on_response_prepare.append(add_headers)
 
@@ -125,15 +178,6 @@ def build_app(
 
     app.on_cleanup.append(shutdown)
     return app
-
-
-async def _no_pull(request: web.Request) -> web.StreamResponse:
-    image = request.query.get("fromImage", "")
-    tag = request.query.get("tag", "")
-    ref = f"{image}:{tag}" if tag and "@" not in image else image
-    return error_response(
-        404, f"No such image: {ref} (pulling from a registry is not available in this moorage)"
-    )
 
 
 def _secure_socket(path: str) -> None:
@@ -181,7 +225,9 @@ async def serve(
     runroot: Path | None,
     idle: int,
     ready: Callable[[], None] | None = None,
+    tls: TLSConfig | None = None,
 ) -> None:
+    ssl_context = tls.context() if tls is not None else None
     activity = Activity()
     app = build_app(root, runroot, activity)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
@@ -194,7 +240,9 @@ async def serve(
                 made.append(h.path)
                 await web.SockSite(runner, sock).start()
             else:
-                await web.TCPSite(runner, h.host, h.port, reuse_address=True).start()
+                await web.TCPSite(
+                    runner, h.host, h.port, reuse_address=True, ssl_context=ssl_context
+                ).start()
         if ready is not None:
             ready()
         stop = asyncio.Event()
@@ -214,9 +262,19 @@ async def serve(
                 os.unlink(path)
 
 
-def run(hosts: list[str], root: Path | None, runroot: Path | None, idle: int) -> None:
-    parsed = [parse_host(h) for h in hosts] or [parse_host(default_host(runroot))]
+def run(
+    hosts: list[str],
+    root: Path | None,
+    runroot: Path | None,
+    idle: int,
+    tls: TLSConfig | None = None,
+) -> None:
+    parsed = [parse_host(h, tls) for h in hosts] or [parse_host(default_host(runroot))]
+    if tls is not None:
+        tls.context()  # unreadable files: a clear error before anything listens
+        if not any(h.kind == "tcp" for h in parsed):
+            raise InvalidArgument("TLS flags given, but no tcp:// --host to serve them on")
     try:
-        asyncio.run(serve(parsed, root, runroot, idle))
+        asyncio.run(serve(parsed, root, runroot, idle, tls=tls))
     except OSError as e:
         raise MoorageError(f"cannot serve the API: {e}") from e

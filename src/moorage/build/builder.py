@@ -72,9 +72,14 @@ class BuildOptions:
     no_cache: bool = False
     cache_from: list[str] = field(default_factory=list)
     quiet: bool = False
+    pull: bool = False
     rm: bool = True
     force_rm: bool = False
     source_date_epoch: int | None = None
+    # registry domain -> (user, password) for FROM images pulled (the API's X-Registry-Config;
+    # the API passes only those, the CLI lets pulls use what `moor login` stored)
+    registry_auth: dict[str, tuple[str, str]] = field(default_factory=dict)
+    stored_credentials: bool = True
 
 
 @dataclass
@@ -146,6 +151,7 @@ class Builder:
         self._steps = 0
         self._containers_svc: Any = None
         self._cache_from_ids: list[str] = []
+        self.running: str | None = None  # the RUN step's container, while it runs
 
     # ---- planning -----------------------------------------------------------------------
 
@@ -319,10 +325,13 @@ class Builder:
                 "history": [],
             }
             return StageState(doc, [], "")
-        try:
-            rec = self.images.resolve(base)
-        except NotFound:
+        if self.opts.pull:  # --pull: the registry's version, even when one is here
             rec = self._pull(ins, base)
+        else:
+            try:
+                rec = self.images.resolve(base)
+            except NotFound:
+                rec = self._pull(ins, base)
         state = self._load_image(str(rec.id))
         env = list(state.config.get("Env") or [])
         if not any(e.partition("=")[0] == "PATH" for e in env):
@@ -333,10 +342,17 @@ class Builder:
         """A FROM image that is not here is pulled, as Docker's builder does."""
         from moorage.engine.images.transfer import pull
         from moorage.errors import MoorageError
+        from moorage.oci.reference import parse_reference
 
         self.progress.line(f"Pulling {base}")
         try:
-            res = pull(self.images, base)
+            creds = self.opts.registry_auth.get(parse_reference(base).domain)
+            res = pull(
+                self.images,
+                base,
+                credentials=creds,
+                stored_credentials=self.opts.stored_credentials,
+            )
         except MoorageError as e:
             raise ins.error(
                 f"pull access denied for {base}, repository does not exist or may require "
@@ -1133,14 +1149,19 @@ class Builder:
             labels={"moorage.build.pid": str(pid), "moorage.build.start": _start_time(pid)},
         )
         rec = svc.create(spec)
-        self.progress.line(f" ---> Running in {rec.id[:12]}")
         keep = not self.opts.rm and not self.opts.force_rm
         ok = False
         try:
+            # inside the try: output that fails (an API client gone) still removes it
+            self.progress.line(f" ---> Running in {rec.id[:12]}")
             with contextlib.ExitStack() as mounted:
                 if mounts:
                     self._prepare_mounts(ins, svc, rec, mounts, mounted)
-                code = self._run_container(svc, rec, before_cleanup=mounted.close)
+                self.running = rec.id
+                try:
+                    code = self._run_container(svc, rec, before_cleanup=mounted.close)
+                finally:
+                    self.running = None
             if code != 0:
                 raise BuildFailed(
                     f"The command '{' '.join(command)}' returned a non-zero code: {code}", code

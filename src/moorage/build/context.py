@@ -14,11 +14,38 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from moorage.build.ignore import Matcher, read_patterns
 from moorage.errors import InvalidArgument, NotFound
 
 _CHUNK = 1 << 20
+
+
+def extract_tar(stream: BinaryIO, dest: Path, where: str) -> None:
+    """Unpack a context tar (plain, gzip, bzip2 or xz) read from ``stream`` into ``dest``,
+    keeping every path and hard link inside it. tarfile's ``tar`` filter also refuses writes
+    through a symlink that leads outside (the API takes contexts from remote clients)."""
+    import posixpath
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tf:
+            for m in tf:
+                name = posixpath.normpath(m.name.lstrip("/"))
+                if name == "." or name == ".." or name.startswith("../"):
+                    continue
+                if m.islnk():
+                    link = posixpath.normpath(m.linkname.lstrip("/"))
+                    if link == ".." or link.startswith("../"):
+                        raise InvalidArgument(f"invalid context tar: {m.name} links outside")
+                    m.linkname = link
+                m.name = name
+                tf.extract(m, dest, set_attrs=True, filter="tar")
+    except (tarfile.TarError, EOFError, OSError) as e:
+        if isinstance(e, ConnectionError):
+            raise
+        raise InvalidArgument(f"invalid build context {where}: {e}") from None
 
 
 @dataclass(frozen=True)

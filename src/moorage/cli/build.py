@@ -46,6 +46,7 @@ def _context_dir(eng: Any, path: str) -> Iterator[tuple[Path | None, bytes | Non
     import tempfile
 
     data_head = sys.stdin.buffer.peek(512)[:512] if hasattr(sys.stdin.buffer, "peek") else b""
+    from moorage.build.context import extract_tar
     from moorage.build.copy import _valid_tar_header
 
     compressed = (
@@ -61,31 +62,10 @@ def _context_dir(eng: Any, path: str) -> Iterator[tuple[Path | None, bytes | Non
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix="ctx-", dir=base))
     try:
-        _extract_context(sys.stdin.buffer, tmp)
+        extract_tar(sys.stdin.buffer, tmp, "on stdin")
         yield tmp, None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _extract_context(stream: Any, dest: Path) -> None:
-    import posixpath
-    import tarfile
-
-    try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tf:
-            for m in tf:
-                name = posixpath.normpath(m.name.lstrip("/"))
-                if name == "." or name == ".." or name.startswith("../"):
-                    continue
-                if m.islnk():
-                    link = posixpath.normpath(m.linkname.lstrip("/"))
-                    if link == ".." or link.startswith("../"):
-                        raise InvalidArgument(f"invalid context tar: {m.name} links outside")
-                    m.linkname = link
-                m.name = name
-                tf.extract(m, dest, set_attrs=True, filter="fully_trusted")
-    except tarfile.TarError as e:
-        raise InvalidArgument(f"invalid build context on stdin: {e}") from None
 
 
 class _BuildCommand(click.Command):
@@ -133,7 +113,7 @@ class _BuildCommand(click.Command):
     help="Remove intermediate containers after a successful build (--rm=false keeps them).",
 )
 @click.option("--force-rm/--no-force-rm", default=False, help="Always remove them.")
-@click.option("--pull", is_flag=True, hidden=True)
+@click.option("--pull", is_flag=True, help="Always attempt to pull a newer version of the image.")
 @click.option("--squash", is_flag=True, hidden=True)
 @click.pass_context
 def build_cmd(
@@ -161,7 +141,7 @@ def build_cmd(
     from moorage.build.frontend import parse
     from moorage.oci.reference import parse_reference
 
-    del progress, pull
+    del progress
     if squash:
         raise InvalidArgument("--squash is not supported")
     if network == "default":
@@ -185,6 +165,7 @@ def build_cmd(
         no_cache=no_cache,
         cache_from=list(cache_from),
         quiet=quiet,
+        pull=pull,
         rm=rm,
         force_rm=force_rm,
         source_date_epoch=epoch,

@@ -88,13 +88,9 @@ def push_cmd(
 
 
 def _server_domain(server: str | None) -> str:
-    if not server:
-        return "docker.io"
-    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
-    s = s.removesuffix("/v1").removesuffix("/v2")
-    if "/" in s:
-        raise InvalidArgument(f"invalid registry address {server!r}")
-    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
+    from moorage.distribution.credentials import registry_domain
+
+    return registry_domain(server)
 
 
 @click.command("login")
@@ -164,37 +160,19 @@ def search_cmd(
     term: str, limit: int, no_trunc: bool, fmt: str | None, tls_verify: str | None
 ) -> None:
     """Search a registry's catalog for repositories (TERM: [REGISTRY/]WORDS)."""
-    from moorage.distribution import credentials
-    from moorage.distribution.client import RegistryClient
+    from moorage.distribution.search import search
     from moorage.format import format_list
 
-    first, slash, rest = term.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        domain, words = first, rest
-    else:
-        domain, words = "docker.io", term
-    rows: list[dict[str, str]]
-    if domain == "docker.io":
-        rows = _hub_search(words, limit)
-    else:
-        client = RegistryClient(
-            domain, tls_verify=_tls(tls_verify), credentials=credentials.lookup(domain)
-        )
-        try:
-            names = client.catalog()
-        finally:
-            client.close()
-        rows = [
-            {
-                "Name": f"{domain}/{n}",
-                "Description": "",
-                "StarCount": "0",
-                "IsOfficial": "",
-                "IsAutomated": "",
-            }
-            for n in names
-            if words.lower() in n.lower()
-        ][:limit]
+    rows = [
+        {
+            "Name": r.name,
+            "Description": r.description,
+            "StarCount": str(r.star_count),
+            "IsOfficial": "[OK]" if r.is_official else "",
+            "IsAutomated": "[OK]" if r.is_automated else "",
+        }
+        for r in search(term, limit, tls_verify=_tls(tls_verify))
+    ]
     if not no_trunc:
         for row in rows:
             d = row["Description"]
@@ -202,30 +180,3 @@ def search_cmd(
     table = "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}\t{{.IsAutomated}}"
     headers = {"StarCount": "STARS", "IsOfficial": "OFFICIAL", "IsAutomated": "AUTOMATED"}
     click.echo(format_list(rows, fmt, default_table=table, headers=headers), nl=False)
-
-
-def _hub_search(term: str, limit: int) -> list[dict[str, str]]:
-    """Docker Hub's search API (``index.docker.io/v1/search``): Docker Hub has no catalog."""
-    import httpx
-
-    from moorage.distribution.client import RegistryUnavailable
-
-    try:
-        resp = httpx.get(
-            "https://index.docker.io/v1/search", params={"q": term, "n": limit}, timeout=15
-        )
-        resp.raise_for_status()
-        results = resp.json().get("results") or []
-    except (httpx.HTTPError, ValueError) as e:
-        raise RegistryUnavailable(f"cannot search Docker Hub: {e}") from None
-    return [
-        {
-            "Name": str(r.get("name", "")),
-            "Description": str(r.get("description") or ""),
-            "StarCount": str(r.get("star_count", 0)),
-            "IsOfficial": "[OK]" if r.get("is_official") else "",
-            "IsAutomated": "[OK]" if r.get("is_automated") else "",
-        }
-        for r in results[:limit]
-        if isinstance(r, dict)
-    ]

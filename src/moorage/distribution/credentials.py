@@ -15,6 +15,18 @@ from moorage.errors import InvalidArgument
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 
 
+def registry_domain(server: str | None) -> str:
+    """A login's server address (``https://host:5000/v2/``, ``host:5000``, none: Docker
+    Hub) as the registry's domain."""
+    if not server:
+        return "docker.io"
+    s = server.removeprefix("https://").removeprefix("http://").rstrip("/")
+    s = s.removesuffix("/v1").removesuffix("/v2")
+    if not s or "/" in s:
+        raise InvalidArgument(f"invalid registry address {server!r}")
+    return "docker.io" if s in ("index.docker.io", "registry-1.docker.io") else s
+
+
 def config_path() -> Path:
     base = os.environ.get("DOCKER_CONFIG")
     return Path(base) / "config.json" if base else Path.home() / ".docker" / "config.json"

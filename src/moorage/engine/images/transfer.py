@@ -73,12 +73,20 @@ def _counter(reporter: Reporter, key: str, verb: str, total: int) -> Callable[[i
     return add
 
 
-def _client(ref: Reference, tls_verify: bool | None) -> RegistryClient:
+Credentials = tuple[str, str]
+
+
+def _client(
+    ref: Reference, tls_verify: bool | None, creds: Credentials | None, stored: bool
+) -> RegistryClient:
+    """A client for the reference's registry, with ``creds`` when given (the API's
+    X-Registry-Auth), else what ``moor login`` stored unless ``stored`` is False (the API,
+    as dockerd, uses only what its client sends)."""
     from moorage.distribution import credentials
 
-    return RegistryClient(
-        ref.domain, tls_verify=tls_verify, credentials=credentials.lookup(ref.domain)
-    )
+    if creds is None and stored:
+        creds = credentials.lookup(ref.domain)
+    return RegistryClient(ref.domain, tls_verify=tls_verify, credentials=creds)
 
 
 def _note_source(store: Store, digests: Sequence[Digest], registry: str, repo: str) -> None:
@@ -107,6 +115,8 @@ def pull(
     platform: Platform | None = None,
     tls_verify: bool | None = None,
     reporter: Reporter | None = None,
+    credentials: Credentials | None = None,
+    stored_credentials: bool = True,
 ) -> PullResult:
     rep = reporter or _Quiet()
     ref = parse_reference(name)
@@ -114,7 +124,7 @@ def pull(
         rep.message(f"Using default tag: {ref.with_default_tag().tag}")
         ref = ref.with_default_tag()
     store = images.store
-    client = _client(ref, tls_verify)
+    client = _client(ref, tls_verify, credentials, stored_credentials)
     try:
         reference = str(ref.digest) if ref.digest is not None else str(ref.tag)
         top = client.get_manifest(ref.path, reference)
@@ -282,6 +292,8 @@ def push(
     all_tags: bool = False,
     tls_verify: bool | None = None,
     reporter: Reporter | None = None,
+    credentials: Credentials | None = None,
+    stored_credentials: bool = True,
 ) -> PushResult:
     rep = reporter or _Quiet()
     ref = parse_reference(name)
@@ -302,10 +314,10 @@ def push(
     for t in tags:
         if images.find(t) is None:
             raise NotFound(
-                f"An image does not exist locally with the tag: {parse_reference(t).familiar()}"
+                f"An image does not exist locally with the tag: {parse_reference(t).familiar_name}"
             )
     rep.message(f"The push refers to repository [{ref.name}]")
-    client = _client(ref, tls_verify)
+    client = _client(ref, tls_verify, credentials, stored_credentials)
     result = PushResult(ref.name)
     try:
         for t in tags:
