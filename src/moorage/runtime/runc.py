@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +64,48 @@ class RuncLike:
         return subprocess.Popen(args, stdin=None if stdin else subprocess.DEVNULL, process_group=0)
 
     def start(self, cid: str) -> None:
+        if self.name == "runc" and self._start_through_fifo(cid):
+            return
         self._run("start", cid)
+
+    def _start_through_fifo(self, cid: str) -> bool:
+        """What ``runc start`` does, without starting a second Go program (~20 ms here).
+
+        A created runc container's init waits to open ``exec.fifo`` in its state directory for
+        writing; it writes one byte, then execs the user's process (closing the fifo). ``runc
+        start`` reads that byte and removes the fifo, which is also how runc tells "created"
+        from "running". Done here: open the fifo without blocking, wait for the byte while the
+        init lives, read to the end, remove it. False (use ``runc start``) where there is no
+        fifo, i.e. a state layout this code does not know."""
+        fifo = self.state_root / cid / "exec.fifo"
+        try:
+            fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            pid = _init_pid(self.state_root / cid / "state.json")
+            data = b""
+            poller = select.poll()
+            poller.register(fd, select.POLLIN | select.POLLHUP)
+            deadline = time.monotonic() + 60
+            while True:
+                if poller.poll(100):
+                    chunk = os.read(fd, 64)
+                    if not chunk:
+                        break  # the init closed it: it exec'd (or died)
+                    data += chunk
+                    continue
+                if not _alive(pid) or time.monotonic() > deadline:
+                    with contextlib.suppress(BlockingIOError):
+                        data += os.read(fd, 64)
+                    break
+        finally:
+            os.close(fd)
+        if not data:
+            raise RuntimeFailure(f"{self.name} start: container process is already dead")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(fifo)
+        return True
 
     def kill(self, cid: str, signal: int, *, all_processes: bool = False) -> None:
         self._run("kill", *(["--all"] if all_processes else []), cid, str(signal))
@@ -94,3 +139,21 @@ class RuncLike:
     def pids(self, cid: str) -> list[int]:
         out = self._run("ps", "--format", "json", cid)
         return [int(p) for p in json.loads(out) or []]
+
+
+def _init_pid(state_json: Path) -> int:
+    try:
+        return int(json.loads(state_json.read_bytes())["init_process_pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
