@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from moorage.api.backend import Backend, Ctx
-from moorage.api.createspec import spec_from_body
+from moorage.api.createspec import parse_create
 from moorage.api.http import NotModified, Route, filters, log, qbool, qint, read_json
 from moorage.api.monitor import Monitor, Watch
 from moorage.api.streams import (
@@ -61,9 +61,47 @@ async def _get(request: web.Request) -> ContainerRecord:
 
 async def create(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, required=True)
-    spec = spec_from_body(body, request.query.get("name", ""))
-    rec = await _backend(request).call(lambda ctx: ctx.containers.create(spec))
+    spec, extra = parse_create(body, request.query.get("name", ""))
+
+    def run(ctx: Ctx) -> ContainerRecord:
+        svc = ctx.containers
+        for ep in extra:  # before anything is made: an unknown network is a 404
+            svc.networks.get(ep.network)
+        rec = svc.create(spec)
+        try:
+            for ep in extra:
+                svc.networks.connect(ep.network, rec, svc, aliases=ep.aliases, ip=ep.ip)
+        except BaseException:
+            with contextlib.suppress(MoorageError):
+                svc.remove(rec.id, force=True, anonymous_volumes=True)
+            raise
+        return rec
+
+    rec = await _backend(request).call(run)
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
+
+
+def _public_networks(networks: dict[str, Any]) -> dict[str, Any]:
+    """The default network under Docker's name for it."""
+    from moorage.api.networks import public_name
+
+    return {public_name(k): v for k, v in networks.items()}
+
+
+def _summary_ports(ctx: Ctx, rec: ContainerRecord, image_config: dict[str, Any]) -> list[Any]:
+    from moorage.engine.network.service import exposed_ports
+
+    out: list[dict[str, Any]] = []
+    done = set()
+    for p in ctx.containers.networks.bound_ports(rec.id) if rec.running else []:
+        out.append({"IP": p["host_ip"] or "0.0.0.0", "PrivatePort": p["container_port"],
+                    "PublicPort": p["host_port"], "Type": p["proto"]})  # fmt: skip
+        done.add(f"{p['container_port']}/{p['proto']}")
+    for key in exposed_ports(rec.spec, image_config):
+        if key not in done:
+            port, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+    return out
 
 
 def summary(
@@ -72,20 +110,28 @@ def summary(
     from moorage.engine.containers.listing import command_text, status_text
 
     svc = ctx.containers
+    command = command_text(svc, rec, configs)
+    image_config: dict[str, Any] = {}
+    if configs is not None and rec.image_id in configs:
+        image_config = configs[rec.image_id] or {}
+    else:
+        with contextlib.suppress(MoorageError, OSError):
+            image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
+    networks = svc.networks.settings(rec, image_config)["Networks"]
     return {
         "Id": rec.id,
         "Names": ["/" + rec.name],
         "Image": rec.image_ref,
         "ImageID": rec.image_id,
-        "Command": command_text(svc, rec, configs),
+        "Command": command,
         "Created": int(rec.created),
-        "Ports": [],
+        "Ports": _summary_ports(ctx, rec, image_config),
         "Labels": dict(rec.spec.labels),
         "State": rec.state,
         "Status": status_text(rec, now),
         "HostConfig": {"NetworkMode": rec.spec.network_mode},
-        "NetworkSettings": {"Networks": {rec.spec.network_mode: {}}},
-        "Mounts": [],
+        "NetworkSettings": {"Networks": _public_networks(networks)},
+        "Mounts": svc.volumes.inspect_mounts(rec.id),
     }
 
 
@@ -146,6 +192,8 @@ async def inspect(request: web.Request) -> web.StreamResponse:
         log_config = doc["HostConfig"]["LogConfig"]
         if log_config.get("Type") == "k8s-file":
             log_config["Type"] = "json-file"
+        settings = doc["NetworkSettings"]
+        settings["Networks"] = _public_networks(settings["Networks"])
         if size:
             from moorage.store.snapshots import dir_usage
 

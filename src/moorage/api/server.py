@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from moorage.api import containers, exec, images, system
+from moorage.api import containers, exec, images, networks, system, volumes
 from moorage.api.backend import Backend
 from moorage.api.http import JSON_BODY_LIMIT, add_routes, edge_middleware, error_response
 from moorage.api.http import on_prepare as add_headers
@@ -110,7 +110,7 @@ def build_app(
     app["backend"] = backend
     app["monitor"] = Monitor(backend)
     app["execs"] = {}
-    for module in (system, images, containers, exec):
+    for module in (system, images, containers, exec, networks, volumes):
         add_routes(app, module.ROUTES)
     # pulls come with the registry client: say so rather than "page not found"
     add_routes(app, [("POST", "/images/create", _no_pull)])
