@@ -306,14 +306,15 @@ def test_create_host_config_shows_in_inspect(api: Service, bb: str, tmp_path: ob
                 time.sleep(0.1)
         assert reply.startswith(b"HTTP/1.") and b" 200 " in reply.split(b"\r\n")[0]
         assert api.request("DELETE", f"/containers/{cid}?force=1").status == 204
-        # unknown networks: 404 before anything is made
+        # unknown networks: refused before anything is made
         for body in (
             {"Image": "bb:1", "HostConfig": {"NetworkMode": "nosuchnet"}},
             {"Image": "bb:1", "HostConfig": {"NetworkMode": n},
              "NetworkingConfig": {"EndpointsConfig": {n: {}, "nosuchnet": {}}}},
         ):  # fmt: skip
             r = api.request("POST", "/v1.41/containers/create", body)
-            assert (r.status, r.json()["message"]) == (404, "network nosuchnet not found")
+            # 400, not 404: clients take a 404 from create for a missing image and pull
+            assert (r.status, r.json()["message"]) == (400, "network nosuchnet not found")
         bad = {"Image": "bb:1", "HostConfig": {"PortBindings": {"x/tcp": []}}}
         r = api.request("POST", "/v1.41/containers/create", bad)
         assert (r.status, r.json()["message"]) == (400, 'invalid port specification: "x/tcp"')

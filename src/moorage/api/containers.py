@@ -64,9 +64,17 @@ async def create(request: web.Request) -> web.StreamResponse:
     spec, extra = parse_create(body, request.query.get("name", ""))
 
     def run(ctx: Ctx) -> ContainerRecord:
+        from moorage.engine.network import modes
+
         svc = ctx.containers
-        for ep in extra:  # before anything is made: an unknown network is a 404
-            svc.networks.get(ep.network)
+        # before anything is made; a 400, not Docker's 404 at start: the docker CLI and
+        # docker-py take a 404 from create for a missing image and try to pull it
+        wanted = [ep.network for ep in extra]
+        if modes.is_user_defined(spec.network_mode):
+            wanted.insert(0, modes.network_name(spec.network_mode))
+        for net in wanted:
+            if net != "bridge" and svc.networks.find(net) is None:
+                raise InvalidArgument(f"network {net} not found")
         rec = svc.create(spec)
         try:
             for ep in extra:
