@@ -273,8 +273,10 @@ async def unpause(request: web.Request) -> web.StreamResponse:
 
 async def remove(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
-    force = qbool(request, "force")
-    await _backend(request).call(lambda ctx: ctx.containers.remove(ref, force=force))
+    force, volumes = qbool(request, "force"), qbool(request, "v")
+    await _backend(request).call(
+        lambda ctx: ctx.containers.remove(ref, force=force, anonymous_volumes=volumes)
+    )
     return web.Response(status=204)
 
 
