@@ -200,6 +200,10 @@ def test_volume_endpoints(api: Service, bb: str) -> None:
     ):
         got = sorted(v["Name"] for v in api.request("GET", "/volumes" + _q(flt)).json()["Volumes"])
         assert got == want, flt
+    df = api.request("GET", "/v1.41/system/df").json()["Volumes"]
+    usage = {v["Name"]: v["UsageData"] for v in df}
+    assert usage["data"]["RefCount"] == 1 and usage["data"]["Size"] > 0
+    assert usage[anon] == {"Size": 0, "RefCount": 0} and usage["scratch"]["Size"] == -1
     # the data outlives the container
     assert api.request("DELETE", f"/containers/{cid}").status == 204
     r = api.request("POST", "/v1.41/containers/create", {
@@ -380,6 +384,20 @@ def test_events_stream_filters_and_bounds(api: Service, bb: str) -> None:
     assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in live] == [  # type: ignore[index]
         ("create", n), ("destroy", n)]  # fmt: skip
     assert time.time() >= live_until
+
+    # a client that goes away mid-stream leaves no follower behind
+    wakeups = api.moor.runroot / "events"
+    before = set(os.listdir(wakeups)) if wakeups.exists() else set()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(api.socket))
+    s.sendall(b"GET /v1.41/events HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 200")
+    assert len(set(os.listdir(wakeups)) - before) == 1
+    s.close()
+    deadline = time.monotonic() + 5
+    while set(os.listdir(wakeups)) - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert set(os.listdir(wakeups)) - before == set()
 
     for query, message in (
         (_q({"colour": ["x"]}), "invalid filter 'colour'"),

@@ -117,6 +117,7 @@ def _df(ctx: Ctx) -> dict[str, Any]:
     from moorage.api.containers import summary
     from moorage.api.images import image_summary
     from moorage.engine.system import container_bytes
+    from moorage.store.snapshots import dir_usage
 
     svc = ctx.containers
     ctrs = svc.ls()
@@ -135,11 +136,18 @@ def _df(ctx: Ctx) -> dict[str, Any]:
         doc["SizeRootFs"] = doc["SizeRw"] + svc.image_of(c).size
         containers.append(doc)
     layers = ctx.images.exclusive_bytes(str(r.id) for r in ctx.images.ls())
+    volumes = []
+    vols = svc.volumes
+    for v in vols.ls():
+        doc = vols.inspect(v)
+        size = -1 if v.options.get("type") else dir_usage(vols.mountpoint(v.name))
+        doc["UsageData"] = {"Size": size, "RefCount": len(vols.users(v.name))}
+        volumes.append(doc)
     return {
         "LayersSize": layers,
         "Images": images,
         "Containers": containers,
-        "Volumes": [],
+        "Volumes": volumes,
         "BuildCache": [],
     }
 
