@@ -268,8 +268,11 @@ def test_create_host_config_shows_in_inspect(api: Service, bb: str, tmp_path: ob
                 "ExtraHosts": ["gw.example:10.1.2.4"],
                 "RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 3},
                 "Tmpfs": {"/scratch": "size=1m"}, "CapDrop": ["NET_RAW"],
-                "Memory": 64 << 20, "PidsLimit": 64,
+                "Memory": 64 << 20, "PidsLimit": 64, "Binds": ["/etc:/host-etc:ro"],
+                "Mounts": [{"Type": "tmpfs", "Target": "/t",
+                            "TmpfsOptions": {"SizeBytes": 65536, "Mode": 0o700}}],
             },
+            "Volumes": {"/anon": {}},
             "NetworkingConfig": {"EndpointsConfig": {n: {"Aliases": ["frontend"]},
                                                      "bridge": {}}},
         })  # fmt: skip
@@ -285,6 +288,10 @@ def test_create_host_config_shows_in_inspect(api: Service, bb: str, tmp_path: ob
         assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
         assert hc["Tmpfs"] == {"/scratch": "size=1m"} and hc["CapDrop"] == ["NET_RAW"]
         assert hc["Memory"] == 64 << 20 and hc["PidsLimit"] == 64
+        assert hc["Binds"] == ["/etc:/host-etc:ro"] and hc["VolumesFrom"] is None
+        assert hc["Mounts"] == [{"Type": "tmpfs", "Source": "", "Target": "/t",
+                                 "TmpfsOptions": {"SizeBytes": 65536, "Mode": 0o700}}]  # fmt: skip
+        assert sorted(m["Destination"] for m in doc["Mounts"]) == ["/anon", "/host-etc", "/t"]
         assert doc["Config"]["Healthcheck"]["Test"] == ["CMD-SHELL", "true"]
         ns = doc["NetworkSettings"]
         assert ns["Ports"]["80/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
