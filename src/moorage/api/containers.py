@@ -13,6 +13,7 @@ import shlex
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -96,12 +97,60 @@ def _public_networks(networks: dict[str, Any]) -> dict[str, Any]:
     return {public_name(k): v for k, v in networks.items()}
 
 
-def _summary_ports(ctx: Ctx, rec: ContainerRecord, image_config: dict[str, Any]) -> list[Any]:
+@dataclass
+class Attached:
+    """Every container's endpoints and mounts, read in two queries for a listing."""
+
+    endpoints: dict[str, list[Any]] = field(default_factory=dict)
+    mounts: dict[str, list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, ctx: Ctx) -> Attached:
+        conn = ctx.containers.store.db.conn
+        out = cls()
+        for r in conn.execute(
+            "SELECT e.container_id, e.ip, e.mac, e.ports, n.id AS network_id, n.name,"
+            " n.gateway, n.subnet FROM endpoints e JOIN networks n ON n.id = e.network_id"
+            " ORDER BY e.container_id, e.position"
+        ):
+            out.endpoints.setdefault(r["container_id"], []).append(r)
+        for r in conn.execute("SELECT * FROM container_mounts ORDER BY container_id, position"):
+            out.mounts.setdefault(r["container_id"], []).append(r)
+        return out
+
+
+def _summary_networks(rec: ContainerRecord, rows: list[Any]) -> dict[str, Any]:
+    from moorage.api.networks import public_name
+    from moorage.engine.network import modes
+    from moorage.engine.network.service import endpoint_id
+
+    mode = rec.spec.network_mode
+    if not modes.is_bridge_mode(mode):
+        return {} if mode.startswith("container:") else {mode: {"NetworkID": "",
+                "EndpointID": "", "Gateway": "", "IPAddress": "", "MacAddress": ""}}  # fmt: skip
+    out = {}
+    for r in rows:
+        ip = r["ip"] or ""
+        out[public_name(r["name"])] = {
+            "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": r["network_id"],
+            "EndpointID": endpoint_id(rec.id, r["network_id"]) if ip else "",
+            "Gateway": r["gateway"] if ip else "", "IPAddress": ip,
+            "IPPrefixLen": int(r["subnet"].partition("/")[2] or 0) if ip else 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": (r["mac"] or "") if ip else "", "DriverOpts": None,
+        }  # fmt: skip
+    return out
+
+
+def _summary_ports(
+    rec: ContainerRecord, rows: list[Any], image_config: dict[str, Any]
+) -> list[Any]:
     from moorage.engine.network.service import exposed_ports
 
+    bound = [p for r in rows if r["ip"] for p in json.loads(r["ports"] or "[]")]
     out: list[dict[str, Any]] = []
     done = set()
-    for p in ctx.containers.networks.bound_ports(rec.id) if rec.running else []:
+    for p in bound if rec.running else []:
         out.append({"IP": p["host_ip"] or "0.0.0.0", "PrivatePort": p["container_port"],
                     "PublicPort": p["host_port"], "Type": p["proto"]})  # fmt: skip
         done.add(f"{p['container_port']}/{p['proto']}")
@@ -113,9 +162,17 @@ def _summary_ports(ctx: Ctx, rec: ContainerRecord, image_config: dict[str, Any])
 
 
 def summary(
-    ctx: Ctx, rec: ContainerRecord, *, now: float, configs: dict[str, Any] | None = None
+    ctx: Ctx,
+    rec: ContainerRecord,
+    *,
+    now: float,
+    configs: dict[str, Any] | None = None,
+    attached: Attached | None = None,
 ) -> dict[str, Any]:
     from moorage.engine.containers.listing import command_text, status_text
+
+    if attached is None:
+        attached = Attached.read(ctx)
 
     svc = ctx.containers
     command = command_text(svc, rec, configs)
@@ -125,7 +182,7 @@ def summary(
     else:
         with contextlib.suppress(MoorageError, OSError):
             image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
-    networks = svc.networks.settings(rec, image_config)["Networks"]
+    endpoints = attached.endpoints.get(rec.id, [])
     return {
         "Id": rec.id,
         "Names": ["/" + rec.name],
@@ -133,13 +190,13 @@ def summary(
         "ImageID": rec.image_id,
         "Command": command,
         "Created": int(rec.created),
-        "Ports": _summary_ports(ctx, rec, image_config),
+        "Ports": _summary_ports(rec, endpoints, image_config),
         "Labels": dict(rec.spec.labels),
         "State": rec.state,
         "Status": status_text(rec, now),
         "HostConfig": {"NetworkMode": rec.spec.network_mode},
-        "NetworkSettings": {"Networks": _public_networks(networks)},
-        "Mounts": svc.volumes.inspect_mounts(rec.id),
+        "NetworkSettings": {"Networks": _summary_networks(rec, endpoints)},
+        "Mounts": svc.volumes.mount_docs(attached.mounts.get(rec.id, [])),
     }
 
 
@@ -171,8 +228,9 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
         now = time.time()
         out = []
         configs: dict[str, Any] = {}
+        attached = Attached.read(ctx) if show else Attached()
         for r in show:
-            doc = summary(ctx, r, now=now, configs=configs)
+            doc = summary(ctx, r, now=now, configs=configs, attached=attached)
             if size:
                 from moorage.store.snapshots import dir_usage
 

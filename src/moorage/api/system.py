@@ -114,7 +114,7 @@ async def info(request: web.Request) -> web.StreamResponse:
 
 
 def _df(ctx: Ctx) -> dict[str, Any]:
-    from moorage.api.containers import summary
+    from moorage.api.containers import Attached, summary
     from moorage.api.images import image_summary
     from moorage.engine.system import container_bytes
     from moorage.store.snapshots import dir_usage
@@ -130,8 +130,9 @@ def _df(ctx: Ctx) -> dict[str, Any]:
         doc["Containers"] = counts.get(str(rec.id), 0)
         images.append(doc)
     containers = []
+    attached = Attached.read(ctx)
     for c in ctrs:
-        doc = summary(ctx, c, now=time.time())
+        doc = summary(ctx, c, now=time.time(), attached=attached)
         doc["SizeRw"] = container_bytes(svc, c)
         doc["SizeRootFs"] = doc["SizeRw"] + svc.image_of(c).size
         containers.append(doc)
