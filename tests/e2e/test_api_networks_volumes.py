@@ -62,6 +62,9 @@ def test_network_endpoints(api: Service, bb: str) -> None:
         ):
             got = [d["Name"] for d in api.request("GET", "/v1.41/networks" + _q(flt)).json()]
             assert got == want, flt
+        host = api.request("GET", "/v1.41/networks/host").json()
+        assert host["Driver"] == "host" and host["Containers"] == {}
+        assert api.request("GET", f"/v1.41/networks/{host['Id'][:12]}").json() == host
         bridge = api.request("GET", "/v1.41/networks/bridge").json()
         assert bridge["Name"] == "bridge"
         assert bridge["Options"]["com.docker.network.bridge.default_bridge"] == "true"

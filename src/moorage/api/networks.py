@@ -70,11 +70,17 @@ def _find(ctx: Ctx, ref: str) -> NetworkRecord | None:
     try:
         return nets.get(ref)
     except NotFound:
+        if _pseudo_name(ref):  # a short id of host or none
+            return None
         raise NotFound(f"network {ref} not found") from None
 
 
 def _pseudo_name(ref: str) -> str:
-    return next(n for n in PSEUDO if ref in (n, pseudo_id(n)))
+    """host or none for their name, id or id prefix; "" for anything else."""
+    for n in PSEUDO:
+        if ref == n or (len(ref) >= 3 and pseudo_id(n).startswith(ref)):
+            return n
+    return ""
 
 
 def _all_docs(ctx: Ctx) -> list[dict[str, Any]]:
