@@ -96,6 +96,13 @@ def test_network_create_and_name_resolution(api: Service, bb: str, cli: str) -> 
         api.docker("rm", "-f", "srv", "peer", "third", cli=cli, check=False)
         api.docker("network", "rm", n, cli=cli, check=False)
     assert n not in api.docker("network", "ls", cli=cli).stdout.decode()
+    spare = _name("spare")
+    api.docker("network", "create", spare, cli=cli)
+    out = api.docker("network", "prune", "-f", cli=cli).stdout.decode()
+    assert out.splitlines()[:2] == ["Deleted Networks:", spare]
+    api.docker("volume", "create", "dfvol", cli=cli)
+    df = api.docker("system", "df", "-v", cli=cli).stdout.decode()
+    assert any(line.split()[:2] == ["dfvol", "0"] for line in df.splitlines()), df
 
 
 def test_volume_create_mount_and_persist(api: Service, bb: str, cli: str) -> None:
