@@ -3,9 +3,10 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the code and the tests use (docker.io: the docker CLI for the API's
-# acceptance tests; its daemon is never started by the install)
+# acceptance tests, its daemon never started by the install; docker-compose: compose 1.29;
+# debootstrap: the demo's Debian base image)
 APT_PACKAGES := busybox-static python3-venv tar file runc conmon catatonit tmux procps curl debootstrap \
-	libnftables1 nftables aardvark-dns netavark iptables docker.io
+	libnftables1 nftables aardvark-dns netavark iptables docker.io docker-compose
 
 .PHONY: setup system-packages demo test lint unit bench clean
 

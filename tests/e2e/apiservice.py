@@ -108,6 +108,17 @@ class Service:
             )
         return p
 
+    def docker_popen(self, *args: str, cli: str | None = None) -> subprocess.Popen[bytes]:
+        """A docker command left running (``events``, ``logs -f``); stdout is a pipe."""
+        assert DOCKER_CLIS, "no docker CLI"
+        return subprocess.Popen(
+            [cli or DOCKER_CLIS[0], *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=self.docker_env,
+        )
+
     @property
     def docker_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}

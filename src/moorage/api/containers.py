@@ -13,13 +13,14 @@ import shlex
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from moorage.api.backend import Backend, Ctx
-from moorage.api.createspec import spec_from_body
+from moorage.api.createspec import parse_create
 from moorage.api.http import NotModified, Route, filters, log, qbool, qint, read_json
 from moorage.api.monitor import Monitor, Watch
 from moorage.api.streams import (
@@ -61,31 +62,141 @@ async def _get(request: web.Request) -> ContainerRecord:
 
 async def create(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, required=True)
-    spec = spec_from_body(body, request.query.get("name", ""))
-    rec = await _backend(request).call(lambda ctx: ctx.containers.create(spec))
+    spec, extra = parse_create(body, request.query.get("name", ""))
+
+    def run(ctx: Ctx) -> ContainerRecord:
+        from moorage.engine.network import modes
+
+        svc = ctx.containers
+        # before anything is made; a 400, not Docker's 404 at start: the docker CLI and
+        # docker-py take a 404 from create for a missing image and try to pull it
+        wanted = [ep.network for ep in extra]
+        if modes.is_user_defined(spec.network_mode):
+            wanted.insert(0, modes.network_name(spec.network_mode))
+        for net in wanted:
+            if net != "bridge" and svc.networks.find(net) is None:
+                raise InvalidArgument(f"network {net} not found")
+        rec = svc.create(spec)
+        try:
+            for ep in extra:
+                svc.networks.connect(ep.network, rec, svc, aliases=ep.aliases, ip=ep.ip)
+        except BaseException:
+            with contextlib.suppress(MoorageError):
+                svc.remove(rec.id, force=True, anonymous_volumes=True)
+            raise
+        return rec
+
+    rec = await _backend(request).call(run)
     return web.json_response({"Id": rec.id, "Warnings": []}, status=201)
 
 
+def _public_networks(networks: dict[str, Any]) -> dict[str, Any]:
+    """The default network under Docker's name for it."""
+    from moorage.api.networks import public_name
+
+    return {public_name(k): v for k, v in networks.items()}
+
+
+@dataclass
+class Attached:
+    """Every container's endpoints and mounts, read in two queries for a listing."""
+
+    endpoints: dict[str, list[Any]] = field(default_factory=dict)
+    mounts: dict[str, list[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, ctx: Ctx) -> Attached:
+        conn = ctx.containers.store.db.conn
+        out = cls()
+        for r in conn.execute(
+            "SELECT e.container_id, e.ip, e.mac, e.ports, n.id AS network_id, n.name,"
+            " n.gateway, n.subnet FROM endpoints e JOIN networks n ON n.id = e.network_id"
+            " ORDER BY e.container_id, e.position"
+        ):
+            out.endpoints.setdefault(r["container_id"], []).append(r)
+        for r in conn.execute("SELECT * FROM container_mounts ORDER BY container_id, position"):
+            out.mounts.setdefault(r["container_id"], []).append(r)
+        return out
+
+
+def _summary_networks(rec: ContainerRecord, rows: list[Any]) -> dict[str, Any]:
+    from moorage.api.networks import public_name
+    from moorage.engine.network import modes
+    from moorage.engine.network.service import endpoint_id
+
+    mode = rec.spec.network_mode
+    if not modes.is_bridge_mode(mode):
+        return {} if mode.startswith("container:") else {mode: {"NetworkID": "",
+                "EndpointID": "", "Gateway": "", "IPAddress": "", "MacAddress": ""}}  # fmt: skip
+    out = {}
+    for r in rows:
+        ip = r["ip"] or ""
+        out[public_name(r["name"])] = {
+            "IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": r["network_id"],
+            "EndpointID": endpoint_id(rec.id, r["network_id"]) if ip else "",
+            "Gateway": r["gateway"] if ip else "", "IPAddress": ip,
+            "IPPrefixLen": int(r["subnet"].partition("/")[2] or 0) if ip else 0,
+            "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "MacAddress": (r["mac"] or "") if ip else "", "DriverOpts": None,
+        }  # fmt: skip
+    return out
+
+
+def _summary_ports(
+    rec: ContainerRecord, rows: list[Any], image_config: dict[str, Any]
+) -> list[Any]:
+    from moorage.engine.network.service import exposed_ports
+
+    bound = [p for r in rows if r["ip"] for p in json.loads(r["ports"] or "[]")]
+    out: list[dict[str, Any]] = []
+    done = set()
+    for p in bound if rec.running else []:
+        out.append({"IP": p["host_ip"] or "0.0.0.0", "PrivatePort": p["container_port"],
+                    "PublicPort": p["host_port"], "Type": p["proto"]})  # fmt: skip
+        done.add(f"{p['container_port']}/{p['proto']}")
+    for key in exposed_ports(rec.spec, image_config):
+        if key not in done:
+            port, _, proto = key.partition("/")
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+    return out
+
+
 def summary(
-    ctx: Ctx, rec: ContainerRecord, *, now: float, configs: dict[str, Any] | None = None
+    ctx: Ctx,
+    rec: ContainerRecord,
+    *,
+    now: float,
+    configs: dict[str, Any] | None = None,
+    attached: Attached | None = None,
 ) -> dict[str, Any]:
     from moorage.engine.containers.listing import command_text, status_text
 
+    if attached is None:
+        attached = Attached.read(ctx)
+
     svc = ctx.containers
+    command = command_text(svc, rec, configs)
+    image_config: dict[str, Any] = {}
+    if configs is not None and rec.image_id in configs:
+        image_config = configs[rec.image_id] or {}
+    else:
+        with contextlib.suppress(MoorageError, OSError):
+            image_config = svc.images.config(svc.image_of(rec)).get("config") or {}
+    endpoints = attached.endpoints.get(rec.id, [])
     return {
         "Id": rec.id,
         "Names": ["/" + rec.name],
         "Image": rec.image_ref,
         "ImageID": rec.image_id,
-        "Command": command_text(svc, rec, configs),
+        "Command": command,
         "Created": int(rec.created),
-        "Ports": [],
+        "Ports": _summary_ports(rec, endpoints, image_config),
         "Labels": dict(rec.spec.labels),
         "State": rec.state,
         "Status": status_text(rec, now),
         "HostConfig": {"NetworkMode": rec.spec.network_mode},
-        "NetworkSettings": {"Networks": {rec.spec.network_mode: {}}},
-        "Mounts": [],
+        "NetworkSettings": {"Networks": _summary_networks(rec, endpoints)},
+        "Mounts": svc.volumes.mount_docs(attached.mounts.get(rec.id, [])),
     }
 
 
@@ -117,8 +228,9 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
         now = time.time()
         out = []
         configs: dict[str, Any] = {}
+        attached = Attached.read(ctx) if show else Attached()
         for r in show:
-            doc = summary(ctx, r, now=now, configs=configs)
+            doc = summary(ctx, r, now=now, configs=configs, attached=attached)
             if size:
                 from moorage.store.snapshots import dir_usage
 
@@ -146,6 +258,8 @@ async def inspect(request: web.Request) -> web.StreamResponse:
         log_config = doc["HostConfig"]["LogConfig"]
         if log_config.get("Type") == "k8s-file":
             log_config["Type"] = "json-file"
+        settings = doc["NetworkSettings"]
+        settings["Networks"] = _public_networks(settings["Networks"])
         if size:
             from moorage.store.snapshots import dir_usage
 
@@ -218,8 +332,10 @@ async def unpause(request: web.Request) -> web.StreamResponse:
 
 async def remove(request: web.Request) -> web.StreamResponse:
     ref = request.match_info["id"]
-    force = qbool(request, "force")
-    await _backend(request).call(lambda ctx: ctx.containers.remove(ref, force=force))
+    force, volumes = qbool(request, "force"), qbool(request, "v")
+    await _backend(request).call(
+        lambda ctx: ctx.containers.remove(ref, force=force, anonymous_volumes=volumes)
+    )
     return web.Response(status=204)
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from moorage.api import build, containers, distribution, exec, images, system
+from moorage.api import build, containers, distribution, exec, images, networks, system, volumes
 from moorage.api.backend import Backend
 from moorage.api.http import JSON_BODY_LIMIT, add_routes, edge_middleware, error_response
 from moorage.api.http import on_prepare as add_headers
@@ -166,7 +166,7 @@ def build_app(
     app["backend"] = backend
     app["monitor"] = Monitor(backend)
     app["execs"] = {}
-    for module in (system, images, distribution, build, containers, exec):
+    for module in (system, images, distribution, build, containers, exec, networks, volumes):
         add_routes(app, module.ROUTES)
     add_routes(app, METRICS_ROUTES)
     app.router.add_route("*", "/{tail:.*}", _not_found)

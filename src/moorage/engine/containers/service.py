@@ -966,7 +966,10 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": {
-            "Binds": list(spec.volumes) or None,
+            # -v /dest alone is an anonymous volume: Docker keeps those out of Binds
+            "Binds": [v for v in spec.volumes if ":" in v] or None,
+            "Mounts": [_mount_doc(m) for m in spec.mounts] or None,
+            "VolumesFrom": list(spec.volumes_from) or None,
             "LogConfig": {"Type": spec.log_driver, "Config": _log_config(spec)},
             **_network_host_config(spec),
             "RestartPolicy": {"Name": policy, "MaximumRetryCount": maximum},
@@ -1024,6 +1027,27 @@ def inspect(svc: ContainerService, rec: ContainerRecord) -> dict[str, Any]:
         },
         "NetworkSettings": svc.networks.settings(rec, image_config),
     }
+
+
+def _mount_doc(text: str) -> dict[str, Any]:
+    """A ``--mount`` as HostConfig.Mounts shows it."""
+    from moorage.engine.volumes.parse import parse_mount
+
+    m = parse_mount(text)
+    doc: dict[str, Any] = {"Type": m.type, "Source": m.source, "Target": m.destination}
+    if not m.rw:
+        doc["ReadOnly"] = True
+    if m.type == "tmpfs" and m.options:
+        opts = dict(o.partition("=")[::2] for o in m.options.split(","))
+        tmpfs: dict[str, Any] = {}
+        if "size" in opts and opts["size"].isdigit():
+            tmpfs["SizeBytes"] = int(opts["size"])
+        if "mode" in opts:
+            with contextlib.suppress(ValueError):
+                tmpfs["Mode"] = int(opts["mode"], 8)
+        if tmpfs:
+            doc["TmpfsOptions"] = tmpfs
+    return doc
 
 
 def _network_host_config(spec: ContainerSpec) -> dict[str, Any]:

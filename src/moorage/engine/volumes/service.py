@@ -343,8 +343,12 @@ class VolumeService:
 
     def inspect_mounts(self, cid: str) -> list[dict[str, Any]]:
         """``Mounts`` of ``container inspect``, as Docker."""
+        return self.mount_docs(self.container_mounts(cid))
+
+    def mount_docs(self, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+        """``container_mounts`` rows as ``Mounts`` entries (for listings read in bulk)."""
         out: list[dict[str, Any]] = []
-        for row in self.container_mounts(cid):
+        for row in rows:
             rw = bool(row["rw"])
             if row["type"] == "volume":
                 out.append({"Type": "volume", "Name": row["source"],
