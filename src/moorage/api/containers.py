@@ -568,7 +568,15 @@ async def attach(request: web.Request) -> web.StreamResponse:
         raise Conflict("You cannot attach to a paused container, unpause it first")
     backend = _backend(request)
     tty = rec.spec.tty
-    conn, taken = hijack(request, raw_content_type(request, tty))
+    # registered before the upgrade is answered: a client sends start as soon as it has the
+    # answer (the docker CLI does), and a start that came first would find nobody waiting
+    early = _monitor(request).want_attach(rec.id) if want_stream and not rec.running else None
+    try:
+        conn, taken = hijack(request, raw_content_type(request, tty))
+    except BaseException:
+        if early is not None:
+            _monitor(request).drop_attach(rec.id, early)
+        raise
 
     def encode(stream: int, data: bytes) -> bytes:
         if not wanted.get(stream):
@@ -585,32 +593,37 @@ async def attach(request: web.Request) -> web.StreamResponse:
         if not want_stream:
             return taken
         try:
-            sock = await _attach_socket(request, rec, conn)
+            sock = await _attach_socket(request, rec, conn, early)
         except (MoorageError, OSError):  # the start failed: its caller reports why
             return taken
         if sock is None:
             return taken
         await _relay(sock, conn, encode, stdin=want_in, tty=tty)
     finally:
+        if early is not None:
+            _monitor(request).drop_attach(rec.id, early)
         conn.close()
     del att
     return taken
 
 
 async def _attach_socket(
-    request: web.Request, rec: ContainerRecord, conn: Hijacked
+    request: web.Request,
+    rec: ContainerRecord,
+    conn: Hijacked,
+    fut: asyncio.Future[socket.socket] | None,
 ) -> socket.socket | None:
     """conmon's attach socket: now if it runs, else once it is started (through us: before
-    it runs; by another command: as soon as we see it running)."""
+    it runs, ``fut`` registered for that; by another command: as soon as we see it
+    running). None when it ran and ended without us (nothing left to relay)."""
     from moorage.engine.containers import attach as att
 
     backend, monitor = _backend(request), _monitor(request)
     layout_sock = await backend.call(
         lambda ctx: ctx.containers.layout(rec.id).attach_socket(rec.id)
     )
-    if rec.running:
+    if rec.running or fut is None:
         return await backend.run(lambda: att.connect(layout_sock))
-    fut = monitor.want_attach(rec.id)
     try:
         while True:
             closed: asyncio.Future[Any] = asyncio.ensure_future(conn.closed.wait())
@@ -626,6 +639,8 @@ async def _attach_socket(
                 return None
             if found.running:
                 return await backend.run(lambda: att.connect(layout_sock))
+            if found.finished_at != rec.finished_at:
+                return None  # started and ended by someone else between two looks
     finally:
         monitor.drop_attach(rec.id, fut)
         if not fut.done():
