@@ -32,9 +32,10 @@ services:
       # its nslookup asks aardvark (answers are "Address: IP"; the server's has a tab),
       # and one of the addresses it gives, at random, is used. aardvark-dns 1.4 rebinds
       # its socket on every reload (any container start or stop on the network), so a
-      # lookup is tried again as a resolver with "attempts:3" would; a request is not.
+      # lookup is tried again for up to 2 s, as a resolver's timeout and attempts would
+      # (glibc: 5 s, twice); a request is never retried.
       - 'while true; do
-           for try in 1 2 3; do
+           for try in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
              ip=$$(nslookup web 2>/dev/null | sed -n "s/^Address: //p" | shuf | head -1);
              [ -n "$$ip" ] && break; sleep 0.1;
            done;
