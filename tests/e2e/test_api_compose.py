@@ -12,9 +12,7 @@ own network with a named volume."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +20,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.e2e.apiservice import Service
+from tests.e2e.nethelp import free_port as _free_port
+from tests.e2e.nethelp import http_get
 
 COMPOSE = shutil.which("docker-compose") or ""
 pytestmark = pytest.mark.skipif(not COMPOSE, reason="docker-compose is not installed")
@@ -56,24 +56,8 @@ volumes:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _get(url: str, timeout: float = 15) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                body: bytes = r.read()
-                return body.decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    return http_get(url, timeout, per_try=5, pause=0.2).decode()
 
 
 @pytest.mark.parametrize("variant", ["v1", "v2"])

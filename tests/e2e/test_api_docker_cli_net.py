@@ -4,14 +4,15 @@ networks with name resolution, volumes, published ports, events and stats."""
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 import urllib.request
 
 import pytest
 
 from tests.e2e.apiservice import DOCKER_CLIS, Service
+from tests.e2e.nethelp import free_port as _free_port
+from tests.e2e.nethelp import http_get as _get
+from tests.e2e.nethelp import unique_name as _name
 
 pytestmark = pytest.mark.skipif(not DOCKER_CLIS, reason="no docker CLI installed")
 
@@ -19,30 +20,6 @@ pytestmark = pytest.mark.skipif(not DOCKER_CLIS, reason="no docker CLI installed
 @pytest.fixture(params=DOCKER_CLIS)
 def cli(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def _name(prefix: str = "t") -> str:
-    return f"{prefix}{os.urandom(4).hex()}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _get(url: str, timeout: float = 10) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as r:
-                body: bytes = r.read()
-                return body
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def test_network_create_and_name_resolution(api: Service, bb: str, cli: str) -> None:

@@ -4,8 +4,6 @@ networks with name resolution, volumes, published ports, events and stats."""
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.apiservice import Service
+from tests.e2e.nethelp import free_port as _free_port
+from tests.e2e.nethelp import unique_name as _name
 
 docker = pytest.importorskip("docker")
 
@@ -22,17 +22,6 @@ def client(api: Service) -> Iterator[docker.DockerClient]:
     c = docker.DockerClient(base_url=api.host, version="auto", timeout=60)
     yield c
     c.close()
-
-
-def _name(prefix: str = "t") -> str:
-    return f"{prefix}{os.urandom(4).hex()}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def test_networks_and_name_resolution(client: docker.DockerClient, bb: str) -> None:

@@ -15,6 +15,14 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import Moor
+from tests.e2e.nethelp import free_port as _free_port
+from tests.e2e.nethelp import http_get
+from tests.e2e.nethelp import unique_name as _name
+
+
+def _get(url: str, timeout: float = 5) -> str:
+    return http_get(url, timeout, per_try=2, pause=0.05).decode()
+
 
 # a web server for tests: busybox httpd serving /etc (so /hostname tells which container)
 HTTPD = ("httpd", "-f", "-p", "80", "-h", "/etc")
@@ -28,30 +36,6 @@ def net_moor(request: pytest.FixtureRequest, moor: Moor, bb: str) -> Iterator[Mo
         yield moor
     finally:
         os.environ.pop("MOORAGE_NETWORK_BACKEND", None)
-
-
-def _name(prefix: str = "t") -> str:
-    return f"{prefix}{os.urandom(4).hex()}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _get(url: str, timeout: float = 5) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                body: bytes = r.read()
-                return body.decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _inspect(moor: Moor, ref: str) -> dict[str, object]:
