@@ -118,13 +118,18 @@ def test_command_runs_in_the_warm_process_and_gets_signals(warm: WarmMoor) -> No
     p = warm.popen(
         "run", "--rm", "--network", "none", "bb:1", "sh", "-c", script, stdout=subprocess.PIPE
     )
-    assert p.stdout is not None
-    assert p.stdout.readline() == b"ready\n"
-    # the command runs as a child of the warm process, not of the moor the test started
-    served = wait_for(lambda: children(server))
-    assert p.pid not in served
-    p.send_signal(signal.SIGTERM)  # forwarded to the command, which proxies it to the container
-    assert p.wait(timeout=20) == 7
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline() == b"ready\n"
+        # the command runs as a child of the warm process, not of the moor the test started
+        served = wait_for(lambda: children(server))
+        assert p.pid not in served
+        p.send_signal(signal.SIGTERM)  # forwarded to the command, which proxies it
+        assert p.wait(timeout=20) == 7
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=5)
     wait_for(lambda: not children(server))
     assert warm("ps", "-aq").stdout == ""
 
@@ -133,9 +138,11 @@ def test_a_killed_client_takes_its_command_with_it(warm: WarmMoor) -> None:
     server = warm.server_pid()
     assert server is not None
     p = warm.popen("events", stdout=subprocess.DEVNULL)  # follows until killed
-    served = wait_for(lambda: children(server))
-    p.kill()
-    p.wait(timeout=5)
+    try:
+        served = wait_for(lambda: children(server))
+    finally:
+        p.kill()  # whatever happens: never leave a follower behind
+        p.wait(timeout=5)
     wait_for(lambda: not any(pid in children(server) for pid in served))
 
 
