@@ -121,7 +121,7 @@ def main() -> None:
         sys.exit("needs a running dockerd with bb:1 (../shared/tools/start-anchors)")
     with tempfile.TemporaryDirectory(prefix="moorage-bench-api-") as tmp:
         work = Path(tmp)
-        menv = {**os.environ, "MOORAGE_ROOT": str(work / "root"),
+        menv = {**os.environ, "MOORAGE_WARM": "0", "MOORAGE_ROOT": str(work / "root"),
                 "MOORAGE_RUNROOT": str(work / "run")}  # fmt: skip
         sh([DOCKER, "save", "-o", str(work / "bb.tar"), "bb:1"])
         sh([MOOR, "load", "-i", str(work / "bb.tar")], menv)
