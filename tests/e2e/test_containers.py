@@ -329,6 +329,28 @@ def test_kill_9_of_moor_mid_start_and_of_runc(moor: Moor, bb: str) -> None:
     assert not list((moor.runroot / "netns").glob("*"))
 
 
+def test_rm_sweeps_what_a_killed_create_left(moor: Moor, bb: str) -> None:
+    """Directories of a container whose create was killed before it recorded it: the next
+    rm removes them; a create in progress (holding its lock) is left alone."""
+    import fcntl
+
+    orphan, busy = "a" * 64, "b" * 64
+    for cid in (orphan, busy):
+        (moor.root / "containers" / cid).mkdir(parents=True)
+        (moor.runroot / "containers" / cid).mkdir(parents=True)
+    fd = os.open(moor.runroot / "containers" / busy / "lock", os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        cid = moor("create", "bb:1", "true").stdout.strip()
+        moor("rm", cid)
+        assert not (moor.root / "containers" / orphan).exists()
+        assert (moor.root / "containers" / busy).exists()
+    finally:
+        os.close(fd)
+    moor("rm", moor("create", "bb:1", "true").stdout.strip())
+    assert _entries(moor.root / "containers") == []
+
+
 def test_more_create_flags(moor: Moor, bb: str, tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("# comment\nFROM_FILE=yes\n")

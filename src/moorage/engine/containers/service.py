@@ -299,7 +299,9 @@ class ContainerService:
         self, spec: ContainerSpec, image: Any, cid: str, name: str, hostname: str,
         mounts: list[Any],
     ) -> ContainerRecord:  # fmt: skip
-        with self.store.adding():
+        # held until the row is in: a command killed before that leaves directories that
+        # sweep_orphans() recognises by this lock being free
+        with self.locked(cid), self.store.adding():
             overlay = self.overlay(cid)
             for sub in ("diff", "work", "merged"):
                 (overlay / sub).mkdir(parents=True, exist_ok=True)
@@ -319,6 +321,7 @@ class ContainerService:
             except sqlite3.IntegrityError as e:
                 shutil.rmtree(overlay, ignore_errors=True)
                 shutil.rmtree(ud, ignore_errors=True)
+                shutil.rmtree(self.run_dir / cid, ignore_errors=True)
                 if "FOREIGN KEY" in str(e):
                     raise NotFound(f"No such image: {spec.image} (removed meanwhile)") from None
                 holder = self.find(name)
@@ -669,7 +672,28 @@ class ContainerService:
                     os.kill(rec.conmon_pid, signals.SIGKILL)
             self._discard(rec.id, anonymous_volumes=anonymous_volumes)
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
+        self.sweep_orphans()
         return rec
+
+    def sweep_orphans(self) -> None:
+        """Remove what a ``create`` killed before it recorded its container left: directories
+        of an id with no row whose creation lock is free (a create in progress holds it)."""
+        try:
+            entries = os.listdir(self.dir)
+        except FileNotFoundError:
+            return
+        known = {row[0] for row in self.store.db.conn.execute("SELECT id FROM containers")}
+        for cid in entries:
+            if cid in known or len(cid) != 64 or not all(c in "0123456789abcdef" for c in cid):
+                continue
+            (self.run_dir / cid).mkdir(parents=True, exist_ok=True)  # gone after a reboot
+            with flocked(self.run_dir / cid / "lock", exclusive=True, blocking=False) as free:
+                if not free or self._find_raw(cid) is not None:
+                    continue
+                unmount(self.rootfs(cid))
+                shutil.rmtree(self.overlay(cid), ignore_errors=True)
+                shutil.rmtree(self.userdata(cid), ignore_errors=True)
+            shutil.rmtree(self.run_dir / cid, ignore_errors=True)
 
     def _exit_code_of(self, cid: str) -> str:
         try:

@@ -51,7 +51,10 @@ def create(name: str, gateway: str, prefixlen: int) -> None:
     try:
         with _iproute() as ipr:
             if not ipr.link_lookup(ifname=name):
-                ipr.link("add", ifname=name, kind="bridge")
+                # a MAC of its own: a bridge without one takes its lowest port's, and changes
+                # it when that port goes, leaving every container's ARP entry for the
+                # gateway pointing nowhere (DNS and the way out stop for ~30 s)
+                ipr.link("add", ifname=name, kind="bridge", address=gateway_mac(gateway))
             idx = ipr.link_lookup(ifname=name)[0]
             with contextlib.suppress(Exception):  # already there (re-creation after a crash)
                 ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
@@ -61,6 +64,12 @@ def create(name: str, gateway: str, prefixlen: int) -> None:
     _sysctl(f"net/ipv4/conf/{name}/route_localnet", "1")
     _sysctl("net/ipv4/ip_forward", "1")
     allow_forward(name, True)
+
+
+def gateway_mac(gateway: str) -> str:
+    """02:42 and the gateway's address, as containers' MACs are made from theirs (no
+    container has the gateway's address, so none has this MAC)."""
+    return "02:42:" + ":".join(f"{int(b):02x}" for b in gateway.split("."))
 
 
 def delete(name: str) -> None:
