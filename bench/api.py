@@ -167,6 +167,8 @@ def main() -> None:
             for cid in made:
                 subprocess.run([DOCKER, "rm", "-f", cid], env=ours, capture_output=True)
             stop_service(proc)
+            # its bridge, firewall table and DNS server go with the store
+            subprocess.run([MOOR, "network", "teardown-host"], env=menv, capture_output=True)
 
 
 if __name__ == "__main__":
