@@ -288,7 +288,15 @@ class ContainerService:
         if spec.volumes or spec.mounts or spec.volumes_from or image_config.get("Volumes"):
             mounts, made = self.volumes.prepare(self.volumes.requests(spec, image_config, self))
         try:
-            return self._create(spec, image, cid, name, hostname, mounts)
+            for attempt in range(5):
+                try:
+                    return self._create(spec, image, cid, name, hostname, mounts)
+                except AlreadyExists:
+                    if spec.name or attempt == 4:
+                        raise
+                    # a generated name another create took meanwhile: another one
+                    name = self._free_name()
+            raise AssertionError("unreachable")
         except BaseException:
             for vol in made:
                 with contextlib.suppress(MoorageError):
