@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from moorage.engine import health
 from moorage.engine.events import record_event
+from moorage.runtime import process_alive
 
 if TYPE_CHECKING:
     from moorage.runtime.enter import EnterPlan, ForkServer
@@ -75,13 +76,7 @@ class _Store:
         self.runroot = runroot
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+_alive = process_alive
 
 
 class Supervisor:

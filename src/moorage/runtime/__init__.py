@@ -11,6 +11,19 @@ if TYPE_CHECKING:
     import subprocess
 
 
+def process_alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # the state follows the command name, which is in parentheses and may contain spaces
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+
+
 class RuntimeFailure(MoorageError):
     """The OCI runtime (or conmon) failed; the message is the runtime's own."""
 

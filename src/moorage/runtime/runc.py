@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from moorage.errors import InvalidArgument, NotFound
-from moorage.runtime import RuntimeFailure
+from moorage.runtime import RuntimeFailure, process_alive
 
 _KNOWN = {"runc": ("/usr/sbin/runc", "/usr/bin/runc"), "crun": ("/usr/bin/crun",)}
 
@@ -95,7 +95,7 @@ class RuncLike:
                         break  # the init closed it: it exec'd (or died)
                     data += chunk
                     continue
-                if not _alive(pid) or time.monotonic() > deadline:
+                if not process_alive(pid) or time.monotonic() > deadline:
                     with contextlib.suppress(BlockingIOError):
                         data += os.read(fd, 64)
                     break
@@ -146,14 +146,3 @@ def _init_pid(state_json: Path) -> int:
         return int(json.loads(state_json.read_bytes())["init_process_pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
-
-
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0] != b"Z"
-    except (OSError, IndexError):
-        return False

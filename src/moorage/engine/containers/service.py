@@ -34,7 +34,7 @@ from moorage.errors import (
     MoorageError,
     NotFound,
 )
-from moorage.runtime import OCIRuntime, RuntimeFailure, get_runtime
+from moorage.runtime import OCIRuntime, RuntimeFailure, get_runtime, process_alive
 from moorage.runtime.conmon import ConmonLayout, CreateFailed, read_pid, spawn
 from moorage.store import Store
 from moorage.store.locks import flocked
@@ -108,17 +108,7 @@ def _record(row: sqlite3.Row) -> ContainerRecord:
     )
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie waiting for its reaper does not)."""
-    if pid <= 0:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    # the state follows the command name, which is in parentheses and may contain spaces
-    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] not in (b"Z", b"X")
+_alive = process_alive
 
 
 class ContainerService:
