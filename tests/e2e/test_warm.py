@@ -61,6 +61,19 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def commands(server: int) -> list[int]:
+    """The warm process's children running a command: each has the cwd of its client, while
+    the spare child waiting for the next command stays in / as the warm process does."""
+    out = []
+    for pid in children(server):
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") != "/":
+                out.append(pid)
+        except OSError:
+            continue
+    return out
+
+
 def wait_for(cond, timeout: float = 10.0):  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -122,7 +135,7 @@ def test_command_runs_in_the_warm_process_and_gets_signals(warm: WarmMoor) -> No
         assert p.stdout is not None
         assert p.stdout.readline() == b"ready\n"
         # the command runs as a child of the warm process, not of the moor the test started
-        served = wait_for(lambda: children(server))
+        served = wait_for(lambda: commands(server))
         assert p.pid not in served
         p.send_signal(signal.SIGTERM)  # forwarded to the command, which proxies it
         assert p.wait(timeout=20) == 7
@@ -130,7 +143,7 @@ def test_command_runs_in_the_warm_process_and_gets_signals(warm: WarmMoor) -> No
         if p.poll() is None:
             p.kill()
             p.wait(timeout=5)
-    wait_for(lambda: not children(server))
+    wait_for(lambda: not any(pid in children(server) for pid in served))
     assert warm("ps", "-aq").stdout == ""
 
 
@@ -139,7 +152,7 @@ def test_a_killed_client_takes_its_command_with_it(warm: WarmMoor) -> None:
     assert server is not None
     p = warm.popen("events", stdout=subprocess.DEVNULL)  # follows until killed
     try:
-        served = wait_for(lambda: children(server))
+        served = wait_for(lambda: commands(server))
     finally:
         p.kill()  # whatever happens: never leave a follower behind
         p.wait(timeout=5)
@@ -152,9 +165,11 @@ def test_warm_process_stops_when_idle_and_comes_back(moor: Moor) -> None:
     cold(w, "system", "warm", "--stop")  # one the fixtures started (MOORAGE_WARM=1 runs)
     w("ps")  # cold: starts the warm process for the next command
     first = wait_for(w.server_pid)
+    spare = wait_for(lambda: children(first))  # the child forked ahead for the next command
     sockets = list((moor.runroot / "warm").glob("*.sock"))
     wait_for(lambda: w.server_pid() is None and not any(s.exists() for s in sockets), timeout=15)
     wait_for(lambda: not Path(f"/proc/{first}").exists())  # it exits, and is reaped
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in spare))
     w("ps")
     assert wait_for(w.server_pid) != first
 
@@ -162,8 +177,11 @@ def test_warm_process_stops_when_idle_and_comes_back(moor: Moor) -> None:
 def test_a_killed_warm_process_is_replaced(warm: WarmMoor) -> None:
     server = warm.server_pid()
     assert server is not None
+    spare = wait_for(lambda: children(server))
     os.kill(server, signal.SIGKILL)
     wait_for(lambda: not Path(f"/proc/{server}").exists())
+    # its spare child sees the end of its socket and exits
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in spare))
     # the socket is left behind: the next command runs cold and starts a new warm process
     assert warm("run", "--rm", "--network", "none", "bb:1", "echo", "ok").stdout == "ok\n"
     new = wait_for(warm.server_pid)

@@ -218,3 +218,26 @@ def test_gc_removes_a_dead_creates_container_dir(tmp_path: Path) -> None:
         result = collect(eng.store)
     assert f"containers/{'e' * 64}" in result.snapshots_removed
     assert not stray.exists()
+
+
+def test_a_prepared_database_is_used_once_and_only_if_still_the_same_file(
+    tmp_path: Path,
+) -> None:
+    from moorage.store.metadata import prepare, take_prepared
+
+    Store.open(tmp_path / "s", tmp_path / "run").db.close()  # a store with its database
+    path = tmp_path / "s" / "moorage.db"
+    prepare(path)
+    first = Store.open(tmp_path / "s", tmp_path / "run")
+    prepared = first.db
+    assert take_prepared(path) is None  # taken
+    assert prepared.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    first.close()
+
+    prepare(path)
+    os.replace(path, tmp_path / "old.db")  # a new database where the prepared one was
+    Metadata(path).close()
+    assert take_prepared(path) is None  # not the file it opened: closed, not handed out
+
+    prepare(tmp_path / "nothing" / "moorage.db")  # no store there: nothing is created
+    assert not (tmp_path / "nothing").exists()

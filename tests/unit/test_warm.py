@@ -80,6 +80,34 @@ def test_source_signature_sees_an_edit(tmp_path: Path) -> None:
     assert warm.source_signature(tmp_path) != before
 
 
+def test_source_watch_sees_a_change_to_python_files_only(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    watch = warm.SourceWatch(tmp_path)
+    try:
+        assert watch.inotify is not None
+        assert not watch.check()
+        (tmp_path / "pkg" / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"compiled")
+        (tmp_path / "notes.txt").write_text("not code\n")
+        assert not watch.check()
+        (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+        assert watch.check()
+        assert watch.check()  # stays changed
+    finally:
+        watch.close()
+
+
+def test_source_watch_sees_a_new_module_in_a_new_directory(tmp_path: Path) -> None:
+    watch = warm.SourceWatch(tmp_path)
+    try:
+        (tmp_path / "sub").mkdir()
+        assert not watch.check()
+        (tmp_path / "sub" / "m.py").write_text("")
+        assert watch.check()
+    finally:
+        watch.close()
+
+
 @pytest.mark.parametrize("value,expected", [(None, 300.0), ("5", 5.0), ("0", 0.1), ("soon", 300.0)])
 def test_idle_timeout(value: str | None, expected: float) -> None:
     env = {} if value is None else {"MOORAGE_WARM_IDLE": value}

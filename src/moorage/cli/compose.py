@@ -1288,7 +1288,9 @@ def watch_cmd(ctx: click.Context, services: tuple[str, ...], no_up: bool) -> Non
         stopping = True
 
     signal.signal(signal.SIGTERM, stop)
-    watcher = w.Inotify()
+    from moorage.inotify import Inotify
+
+    watcher = Inotify()
     try:
         w.watch_paths(watcher, watches)
         first = w.initial_paths(watches)

@@ -6,7 +6,13 @@ and no container state: each command runs in a fresh child forked from it, exact
 would have run in the ``moor`` process (same arguments, environment, working directory,
 umask and stdio), and the store is opened by that child. It serves only its own user, exits
 after ``MOORAGE_WARM_IDLE`` seconds without a command (default 300), and steps aside (answers
-``X``) when the code it imported has changed on disk.
+``X``, then exits) when the code it imported changes on disk (inotify tells it).
+
+The child for the next command is forked ahead (the spare): between commands it opens the
+store's database and parses a command line once, so the fork, that opening and most of the
+fork's copy-on-write faults are paid while no command waits. It reads its command from a
+socket pair, with the client's stdio and connection, and tells the client its exit code
+itself, before its exit tears down its copy of the address space.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from pathlib import Path
 
 import moorage
 from moorage.cli import warmclient
+from moorage.errors import MoorageError
+from moorage.inotify import Inotify
 
 DEFAULT_IDLE = 300.0
 # packages the command line needs but that only one-off servers use: imported when run
@@ -55,6 +63,45 @@ def source_signature(package_dir: Path) -> tuple[tuple[str, int, int], ...]:
                     st = os.stat(path)
                     out.append((path, st.st_mtime_ns, st.st_size))
     return tuple(sorted(out))
+
+
+class SourceWatch:
+    """Whether the code this process imported has changed on disk since it was created.
+
+    inotify on the package's directories, so that a command costs nothing to check; where no
+    inotify instance can be had, a signature of every ``.py`` file, read per check (~1 ms)."""
+
+    def __init__(self, package_dir: Path) -> None:
+        self.package_dir = package_dir
+        self.changed = False
+        self.signature: tuple[tuple[str, int, int], ...] = ()
+        self.inotify: Inotify | None = None
+        try:
+            self.inotify = Inotify()
+            self.inotify.watch_tree(str(package_dir), skip=("__pycache__",))
+        except (MoorageError, OSError):
+            if self.inotify is not None:
+                self.inotify.close()
+                self.inotify = None
+            self.signature = source_signature(package_dir)
+
+    def check(self) -> bool:
+        if self.changed:
+            return True
+        if self.inotify is None:
+            self.changed = source_signature(self.package_dir) != self.signature
+            return self.changed
+        try:
+            paths = self.inotify.read(0)
+        except MoorageError:  # the queue overflowed: something changed
+            self.changed = True
+        else:
+            self.changed = any(p.endswith(".py") for p in paths)
+        return self.changed
+
+    def close(self) -> None:
+        if self.inotify is not None:
+            self.inotify.close()
 
 
 def preload() -> None:
@@ -99,13 +146,20 @@ class Session:
     fds: list[int] = field(default_factory=list)
 
 
+@dataclass
+class Spare:
+    """A child forked ahead, waiting on ``sock`` for its command."""
+
+    pid: int
+    sock: socket.socket
+
+
 class WarmServer:
     def __init__(self, path: str, idle: float) -> None:
         self.path = path
         self.idle = idle
         self.identity = warmclient.identity()
-        self.package_dir = Path(moorage.__file__).parent
-        self.signature: tuple[tuple[str, int, int], ...] = ()
+        self.watch: SourceWatch | None = None
         self.sel = selectors.DefaultSelector()
         self.sessions: dict[int, Session] = {}  # by connection fd
         self.listener: socket.socket | None = None
@@ -114,6 +168,7 @@ class WarmServer:
         self.served = 0
         self.last = time.monotonic()
         self.stale = False
+        self.spare: Spare | None = None
 
     # -- setup -------------------------------------------------------------------------------
     def claim(self) -> bool:
@@ -151,9 +206,13 @@ class WarmServer:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        self.signature = source_signature(self.package_dir)
+        if self.watch is None:
+            self.watch = SourceWatch(Path(moorage.__file__).parent)
+        if self.watch.inotify is not None:
+            self.sel.register(self.watch.inotify.fd, selectors.EVENT_READ, self._source_event)
         gc.freeze()  # what is imported now stays shared with every child
         try:
+            self.spare = self._fork_spare(prepare=True)
             while True:
                 if not self.sessions:
                     if self.stale or time.monotonic() - self.last > self.idle:
@@ -168,6 +227,13 @@ class WarmServer:
 
     def _stop(self, _signum: int, _frame: object) -> None:
         raise SystemExit(0)
+
+    def _source_event(self, fd: object) -> None:
+        assert self.watch is not None and isinstance(fd, int)
+        if self.watch.check():
+            self.stale = True  # the loop ends once the commands running now are done
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
 
     def _still_ours(self) -> bool:
         """The socket file still names this listener (its run root was not removed)."""
@@ -187,6 +253,11 @@ class WarmServer:
             self.listener = None
         for session in list(self.sessions.values()):
             self._end(session)
+        if self.spare is not None:
+            self._discard_spare(self.spare)
+            self.spare = None
+        if self.watch is not None:
+            self.watch.close()
         if self.lock_fd >= 0:
             os.close(self.lock_fd)
             self.lock_fd = -1
@@ -205,7 +276,8 @@ class WarmServer:
             return
         conn.settimeout(5.0)
         try:
-            request, fds = self._read_request(conn)
+            body, fds = _receive_request(conn, 3)  # stdin, stdout, stderr
+            request = decode_request(body)
         except (OSError, ValueError):
             conn.close()
             return
@@ -218,78 +290,84 @@ class WarmServer:
             if request.identity == self.identity:
                 self.stale = True  # new code on disk: let the next command start a new server
             return
-        self._start(conn, request, fds)
+        self._start(conn, body, fds)
 
     def _changed(self) -> bool:
-        return source_signature(self.package_dir) != self.signature
+        return self.watch is not None and self.watch.check()
 
-    def _read_request(self, conn: socket.socket) -> tuple[Request, list[int]]:
-        fds: list[int] = []
-        data = b""
-        want = 4
-        while len(data) < want:
-            msg, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(16))
-            for level, kind, payload in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    usable = len(payload) - len(payload) % 4
-                    fds += list(struct.unpack(f"{usable // 4}i", payload[:usable]))
-            if not msg:
-                raise ValueError("connection closed mid-request")
-            data += msg
-            if len(data) >= 4:
-                want = 4 + int.from_bytes(data[:4], "big")
-                if want > MAX_REQUEST:
-                    raise ValueError("request too large")
-        if len(fds) != 3:
+    def _start(self, conn: socket.socket, body: bytes, fds: list[int]) -> None:
+        with contextlib.suppress(OSError):
+            conn.send(b"R")  # before the command can answer E itself
+        spare, self.spare = self.spare, None
+        try:
+            for _attempt in range(2):
+                if spare is None:  # taken by a command still running, or died
+                    spare = self._fork_spare(prepare=False)
+                try:
+                    _send_with_fds(
+                        spare.sock, len(body).to_bytes(4, "big") + body, [*fds, conn.fileno()]
+                    )
+                    break
+                except OSError:  # it was killed: another
+                    self._discard_spare(spare)
+                    spare = None
+        finally:
             for fd in fds:
                 os.close(fd)
-            raise ValueError("a request passes exactly stdin, stdout and stderr")
-        return decode_request(data[4:want]), fds
-
-    def _start(self, conn: socket.socket, request: Request, fds: list[int]) -> None:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            self._child(conn, request, fds)
-        for fd in fds:
-            os.close(fd)
+        if spare is None:
+            conn.close()  # the client reports that the warm process went away
+            return
+        spare.sock.close()
         self.served += 1
-        session = Session(conn, pid, os.pidfd_open(pid))
+        session = Session(conn, spare.pid, os.pidfd_open(spare.pid))
         conn.setblocking(False)
-        with contextlib.suppress(OSError):
-            conn.send(b"R")
         self.sessions[conn.fileno()] = session
         self.sel.register(conn, selectors.EVENT_READ, self._from_client)
         self.sel.register(session.pidfd, selectors.EVENT_READ, self._exited)
 
-    def _child(self, conn: socket.socket, request: Request, fds: list[int]) -> None:
+    # -- the spare child ---------------------------------------------------------------------
+    def _fork_spare(self, *, prepare: bool) -> Spare:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child, which never returns
+            ours.close()
+            self._spare_main(theirs, prepare)
+        theirs.close()
+        return Spare(pid, ours)
+
+    def _discard_spare(self, spare: Spare) -> None:
+        spare.sock.close()  # it reads the end of its socket and exits, or:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(spare.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(spare.pid, 0)
+
+    def _spare_main(self, sock: socket.socket, prepare: bool) -> None:
         code = 1
         try:
             # nothing of the server's survives into the command
-            self.sel.close()
-            if self.listener is not None:
-                self.listener.close()
-            conn.close()
-            for session in self.sessions.values():
-                session.conn.close()
-                os.close(session.pidfd)
-            os.close(self.lock_fd)
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.default_int_handler)
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-            for fd in fds:
-                if fd > 2:
-                    os.close(fd)
-            _reopen_stdio()
-            os.environ.clear()
-            os.environb.update(request.env)
-            os.chdir(request.cwd)
-            os.umask(request.umask)
-            sys.argv = [sys.argv[0], *request.args]
-            from moorage.cli.main import main
-
-            main(request.args)  # ends the process itself
+            self.sel.close()
+            if self.listener is not None:
+                self.listener.close()
+            for session in self.sessions.values():
+                session.conn.close()
+                os.close(session.pidfd)
+            if self.spare is not None:
+                self.spare.sock.close()
+            if self.watch is not None:
+                self.watch.close()
+            os.close(self.lock_fd)
+            if prepare:
+                _prepare_for_a_command()
+            try:
+                body, fds = _receive_request(sock, 4)  # and the client's connection
+            except (OSError, ValueError):
+                os._exit(0)  # the server went away (or closed us): no command will come
+            sock.close()
+            self._run_command(decode_request(body), fds)
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
@@ -301,6 +379,30 @@ class WarmServer:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+    def _run_command(self, request: Request, fds: list[int]) -> None:
+        stdio, conn_fd = fds[:3], fds[3]
+        os.set_inheritable(conn_fd, False)
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        for fd in stdio:
+            if fd > 2:
+                os.close(fd)
+        _reopen_stdio()
+        os.environ.clear()
+        os.environb.update(request.env)
+        os.chdir(request.cwd)
+        os.umask(request.umask)
+        sys.argv = [sys.argv[0], *request.args]
+        from moorage.cli import main as cli_main
+
+        def tell_client(code: int) -> None:
+            # the client may go on now; this process's exit takes another millisecond or two
+            with contextlib.suppress(OSError):
+                os.write(conn_fd, b"E%d\n" % code)
+
+        cli_main.before_exit = tell_client
+        cli_main.main(request.args)  # ends the process itself
 
     def _from_client(self, conn: object) -> None:
         assert isinstance(conn, socket.socket)
@@ -338,9 +440,11 @@ class WarmServer:
         with contextlib.suppress(OSError):
             session.conn.setblocking(True)
             session.conn.settimeout(1.0)
-            session.conn.sendall(reply)
+            session.conn.sendall(reply)  # unless the child told the client itself
         self._end(session)
         self.last = time.monotonic()
+        if self.spare is None and not self.stale:
+            self.spare = self._fork_spare(prepare=True)  # for the next command
 
     def _end(self, session: Session) -> None:
         for obj in (session.conn, session.pidfd):
@@ -351,6 +455,55 @@ class WarmServer:
         if session.pidfd >= 0:
             os.close(session.pidfd)
             session.pidfd = -1
+
+
+def _receive_request(conn: socket.socket, nfds: int) -> tuple[bytes, list[int]]:
+    """A length-prefixed request and the ``nfds`` descriptors passed with it."""
+    fds: list[int] = []
+    data = b""
+    want = 4
+    try:
+        while len(data) < want:
+            msg, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(4 * nfds))
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    usable = len(payload) - len(payload) % 4
+                    fds += list(struct.unpack(f"{usable // 4}i", payload[:usable]))
+            if not msg:
+                raise ValueError("connection closed mid-request")
+            data += msg
+            if len(data) >= 4:
+                want = 4 + int.from_bytes(data[:4], "big")
+                if want > MAX_REQUEST:
+                    raise ValueError("request too large")
+        if len(fds) != nfds:
+            raise ValueError(f"a request passes exactly {nfds} descriptors")
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return data[4:want], fds
+
+
+def _send_with_fds(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    sent = sock.sendmsg(
+        [data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))]
+    )
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def _prepare_for_a_command() -> None:
+    """What the next command will do first, done before it comes: open the database of the
+    store this process's environment names, and parse a command line (see ``rehearse``)."""
+    from moorage.cli.app import rehearse
+    from moorage.store import default_root
+    from moorage.store.metadata import prepare
+
+    with contextlib.suppress(Exception):  # the command meets (and reports) any problem
+        prepare(default_root().absolute() / "moorage.db")
+    with contextlib.suppress(Exception):
+        rehearse()
 
 
 def _reopen_stdio() -> None:
@@ -420,6 +573,7 @@ def main(argv: list[str]) -> None:
     server = WarmServer(path, idle_timeout())
     if not server.claim():
         return
+    server.watch = SourceWatch(Path(moorage.__file__).parent)  # from before the imports
     preload()
     server.listen()
     server.serve()

@@ -10,7 +10,7 @@ from pathlib import Path
 from moorage.errors import StoreError
 from moorage.store.content import ContentStore
 from moorage.store.locks import flocked
-from moorage.store.metadata import Metadata
+from moorage.store.metadata import Metadata, take_prepared
 from moorage.store.snapshots import SnapshotStore
 
 DEFAULT_ROOT = Path("/var/lib/moorage")
@@ -49,7 +49,8 @@ class Store:
     @property
     def db(self) -> Metadata:
         if self._db is None:
-            self._db = Metadata(self.root / "moorage.db")
+            path = self.root / "moorage.db"
+            self._db = take_prepared(path) or Metadata(path)
         return self._db
 
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ files that garbage collection (or ``moor system check --repair``) removes.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,6 +248,37 @@ class Metadata:
 
     def close(self) -> None:
         self.conn.close()
+
+
+# connections opened ahead of need (see ``prepare``), by database path
+_prepared: dict[Path, tuple[Metadata, tuple[int, int]]] = {}
+
+
+def prepare(path: Path) -> None:
+    """Open an existing database now, for a command that will come (the warm process's spare
+    child does this while it waits: opening and reading the schema takes ~2.5 ms)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return  # no store yet: the command creates it
+    if path not in _prepared:
+        _prepared[path] = (Metadata(path), (st.st_dev, st.st_ino))
+
+
+def take_prepared(path: Path) -> Metadata | None:
+    """The connection ``prepare`` opened for ``path``, if it is still that file."""
+    item = _prepared.pop(path, None)
+    if item is None:
+        return None
+    meta, ident = item
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None or (st.st_dev, st.st_ino) != ident:
+        meta.close()  # removed or replaced meanwhile
+        return None
+    return meta
 
 
 def _split_sql(script: str) -> list[str]:
