@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from moorage import __version__
 
+TYPE_CHECKING = False  # typing itself would cost the client 3 ms of imports
 if TYPE_CHECKING:
     from collections.abc import Callable
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,6 +88,12 @@ def unmount(target: Path) -> None:
 
 
 def is_mounted(target: Path) -> bool:
+    """Whether ``target`` is a mount point: statx's STATX_ATTR_MOUNT_ROOT (Linux 5.8+), else
+    a different device than its parent's, else mountinfo (which is read whole: ~1 ms on a
+    host with a few hundred mounts)."""
+    answer = _statx_mount_root(target)
+    if answer is not None:
+        return answer
     try:
         st = os.stat(target)
         parent = os.stat(target.parent)
@@ -94,7 +101,28 @@ def is_mounted(target: Path) -> bool:
         return False
     if st.st_dev != parent.st_dev:
         return True
-    # an overlay over a dir on the same device still shows a new st_dev; check mountinfo anyway
     t = str(target)
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
         return any(line.split()[4] == t for line in f)
+
+
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_STATX_ATTR_MOUNT_ROOT = 0x2000
+
+
+def _statx_mount_root(target: Path) -> bool | None:
+    """STATX_ATTR_MOUNT_ROOT of ``target`` (False if it does not exist), or None where the
+    kernel or libc cannot tell."""
+    statx = getattr(_libc, "statx", None)
+    if statx is None:
+        return None
+    buf = ctypes.create_string_buffer(256)  # struct statx
+    if statx(_AT_FDCWD, os.fsencode(target), _AT_SYMLINK_NOFOLLOW, 0, buf) != 0:
+        err = ctypes.get_errno()
+        return False if err in (errno.ENOENT, errno.ENOTDIR) else None
+    attributes = int.from_bytes(buf.raw[8:16], sys.byteorder)
+    known = int.from_bytes(buf.raw[56:64], sys.byteorder)
+    if not known & _STATX_ATTR_MOUNT_ROOT:
+        return None
+    return bool(attributes & _STATX_ATTR_MOUNT_ROOT)

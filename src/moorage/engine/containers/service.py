@@ -328,8 +328,9 @@ class ContainerService:
                     f'"{holder.id if holder else "?"}". You have to remove (or rename) that '
                     "container to be able to reuse that name."
                 ) from None
-        container_event(self.store, self._reload(cid), "create")
-        return self._reload(cid)
+        rec = self._reload(cid)
+        container_event(self.store, rec, "create")
+        return rec
 
     def _free_name(self) -> str:
         for _ in range(100):
