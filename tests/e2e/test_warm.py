@@ -187,3 +187,35 @@ def test_a_killed_warm_process_is_replaced(warm: WarmMoor) -> None:
     new = wait_for(warm.server_pid)
     assert new != server
     assert warm("run", "--rm", "--network", "none", "bb:1", "echo", "again").stdout == "again\n"
+
+
+def test_conmons_exit_command_uses_no_warm_process_it_did_not_find(
+    tmp_path: Path, busybox_tar: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """conmon's exit command (``moor container cleanup``) runs with conmon's environment,
+    where warm start is on: it may use a warm process, but must not leave one behind."""
+    from moorage.engine import Engine
+    from moorage.engine.containers.service import ContainerService
+    from moorage.engine.containers.spec import ContainerSpec
+
+    monkeypatch.delenv("MOORAGE_WARM", raising=False)  # as a user's shell has it
+    eng = Engine(tmp_path / "root", tmp_path / "run")
+    subprocess.run(
+        [MOOR, "--root", str(eng.root), "--runroot", str(eng.runroot), "import", "-c",
+         'CMD ["true"]', str(busybox_tar), "bb:1"],
+        check=True, capture_output=True, env={**os.environ, "MOORAGE_WARM": "0"},
+    )  # fmt: skip
+    svc = ContainerService(eng.store, eng.images)
+    rec = svc.create(ContainerSpec(image="bb:1", network_mode="none"))
+    svc.start(rec.id)
+    conmon = svc.get(rec.id).conmon_pid
+    assert conmon
+    wait_for(lambda: not Path(f"/proc/{conmon}").exists(), timeout=30)  # cleanup ran
+    assert svc.get(rec.id).state == "exited"
+    time.sleep(0.5)  # a warm process would have been started by now
+    warm_dir = eng.runroot / "warm"
+    locks = list(warm_dir.glob("*.lock")) if warm_dir.exists() else []
+    from moorage.cli import warm as warm_server
+
+    assert [p for p in locks if warm_server.status(str(p)[: -len(".lock")])] == []
+    svc.remove(rec.id)

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
             pass
     if before_exit is not None:
         before_exit(code)
-    if warm and args[:2] != ["system", "warm"]:
+    # the next command starts warm; not after `system warm` (it says what it wants) nor after
+    # conmon's exit command, which uses a warm process but does not start one
+    if warm and warmclient.command_path(args) not in (["system", "warm"], ["container", "cleanup"]):
         from moorage.cli import warm as warm_server
 
         warm_server.spawn(args)  # so that the next command starts warm

@@ -107,6 +107,7 @@ class SourceWatch:
 def preload() -> None:
     """Import every module a command may need, so that no child pays for it."""
     importlib.import_module("moorage.cli.app")
+    importlib.import_module("encodings.ascii")  # files read as ascii (/proc/self/status)
     for info in pkgutil.walk_packages(moorage.__path__, "moorage."):
         if info.name.startswith(SKIP_PRELOAD):
             continue

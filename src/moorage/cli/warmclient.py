@@ -66,6 +66,12 @@ def command_name(args: list[str]) -> str:
     return args[i] if i < len(args) else ""
 
 
+def command_path(args: list[str]) -> list[str]:
+    """The command and its subcommand (or first argument): ``["container", "cleanup"]``."""
+    _, i = _globals(args)
+    return args[i : i + 2]
+
+
 def identity() -> str:
     """Which code this is: the interpreter and the package directory. A warm process of other
     code (another virtualenv, another checkout) listens on another socket."""

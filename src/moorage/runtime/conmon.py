@@ -120,6 +120,8 @@ def spawn(
     r, w = os.pipe()
     try:
         env = {"_OCI_SYNCPIPE": str(w), "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
+        if "MOORAGE_WARM" in os.environ:  # the exit command honours MOORAGE_WARM=0 too
+            env["MOORAGE_WARM"] = os.environ["MOORAGE_WARM"]
         proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

@@ -111,12 +111,17 @@ def _record(row: sqlite3.Row) -> ContainerRecord:
 _alive = process_alive
 
 
+# seconds between two sweeps for leftovers of killed creates by one long-lived service
+SWEEP_EVERY = 5.0
+
+
 class ContainerService:
     def __init__(self, store: Store, images: ImageService) -> None:
         self.store = store
         self.images = images
         self.dir = store.root / "containers"
         self.run_dir = store.runroot / "containers"
+        self._swept_at: float | None = None  # time.monotonic() of the last sweep_orphans
 
     # ---- paths ---------------------------------------------------------------------------
 
@@ -671,12 +676,15 @@ class ContainerService:
                     os.kill(rec.conmon_pid, signals.SIGKILL)
             self._discard(rec.id, anonymous_volumes=anonymous_volumes)
         shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
-        self.sweep_orphans()
+        # once per command (rm of many ids), and at most every few seconds in the service
+        if self._swept_at is None or time.monotonic() - self._swept_at > SWEEP_EVERY:
+            self.sweep_orphans()
         return rec
 
     def sweep_orphans(self) -> None:
         """Remove what a ``create`` killed before it recorded its container left: directories
         of an id with no row whose creation lock is free (a create in progress holds it)."""
+        self._swept_at = time.monotonic()
         try:
             entries = os.listdir(self.dir)
         except FileNotFoundError:
