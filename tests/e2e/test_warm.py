@@ -219,3 +219,26 @@ def test_conmons_exit_command_uses_no_warm_process_it_did_not_find(
 
     assert [p for p in locks if warm_server.status(str(p)[: -len(".lock")])] == []
     svc.remove(rec.id)
+
+
+def _container_files(w: Moor) -> list[str]:
+    """Containers' directories and overlay mounts left in this store."""
+    out = [p.name for p in (w.root / "containers").glob("*")]
+    layers = {p.name for p in (w.root / "overlay").glob("*") if (p / "merged").exists()}
+    out += sorted(layers)
+    with open("/proc/self/mountinfo") as f:
+        out += [line.split()[4] for line in f if line.split()[4].startswith(str(w.root))]
+    return out
+
+
+@pytest.mark.parametrize("how", ["run --rm", "rm -f"])
+def test_a_removed_containers_files_go_right_after_the_answer(warm: WarmMoor, how: str) -> None:
+    # run warm, a command answers first and then removes the container's files (moorage.later)
+    if how == "run --rm":
+        assert warm("run", "--rm", "--network", "none", "bb:1", "echo", "hi").stdout == "hi\n"
+    else:
+        cid = warm("run", "-d", "--network", "none", "bb:1", "sleep", "60").stdout.strip()
+        assert warm("rm", "-f", cid).stdout.strip() == cid
+    assert warm("ps", "-aq").stdout == ""  # gone as far as anyone asking can tell
+    wait_for(lambda: _container_files(warm) == [], timeout=10)
+    assert not list((warm.runroot / "containers").glob("*"))

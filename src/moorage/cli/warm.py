@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import moorage
+from moorage import later
 from moorage.cli import warmclient
 from moorage.errors import MoorageError
 from moorage.inotify import Inotify
@@ -145,6 +146,16 @@ class Session:
     pidfd: int = -1
     buf: bytes = b""
     fds: list[int] = field(default_factory=list)
+    ctl: socket.socket | None = None  # the child says ``A`` here once it has answered
+    answered: bool = False
+
+    def has_answered(self) -> bool:
+        """The command told the client its exit code (and works on, moorage.later)."""
+        if not self.answered and self.ctl is not None:
+            with contextlib.suppress(OSError):
+                self.ctl.setblocking(False)
+                self.answered = b"A" in self.ctl.recv(16)
+        return self.answered
 
 
 @dataclass
@@ -318,9 +329,8 @@ class WarmServer:
         if spare is None:
             conn.close()  # the client reports that the warm process went away
             return
-        spare.sock.close()
         self.served += 1
-        session = Session(conn, spare.pid, os.pidfd_open(spare.pid))
+        session = Session(conn, spare.pid, os.pidfd_open(spare.pid), ctl=spare.sock)
         conn.setblocking(False)
         self.sessions[conn.fileno()] = session
         self.sel.register(conn, selectors.EVENT_READ, self._from_client)
@@ -356,6 +366,8 @@ class WarmServer:
             for session in self.sessions.values():
                 session.conn.close()
                 os.close(session.pidfd)
+                if session.ctl is not None:
+                    session.ctl.close()
             if self.spare is not None:
                 self.spare.sock.close()
             if self.watch is not None:
@@ -367,8 +379,7 @@ class WarmServer:
                 body, fds = _receive_request(sock, 4)  # and the client's connection
             except (OSError, ValueError):
                 os._exit(0)  # the server went away (or closed us): no command will come
-            sock.close()
-            self._run_command(decode_request(body), fds)
+            self._run_command(decode_request(body), fds, sock)
             code = 0
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else 1
@@ -381,7 +392,7 @@ class WarmServer:
                 sys.stderr.flush()
             os._exit(code)
 
-    def _run_command(self, request: Request, fds: list[int]) -> None:
+    def _run_command(self, request: Request, fds: list[int], ctl: socket.socket) -> None:
         stdio, conn_fd = fds[:3], fds[3]
         os.set_inheritable(conn_fd, False)
         for target, fd in enumerate(stdio):
@@ -398,10 +409,16 @@ class WarmServer:
         from moorage.cli import main as cli_main
 
         def tell_client(code: int) -> None:
-            # the client may go on now; this process's exit takes another millisecond or two
+            # the client may go on now; this process's exit takes another millisecond or two,
+            # and the work the command left for after its answer (moorage.later) is done first
             with contextlib.suppress(OSError):
+                ctl.send(b"A")  # first: so the server lets this process finish
                 os.write(conn_fd, b"E%d\n" % code)
+            os.close(conn_fd)
+            ctl.close()
+            later.run_held()
 
+        later.hold()
         cli_main.before_exit = tell_client
         cli_main.main(request.args)  # ends the process itself
 
@@ -417,9 +434,11 @@ class WarmServer:
         except OSError:
             data = b""
         if not data:
-            # the client is gone (killed): so is its command, as if it had run in that process
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(session.pid, signal.SIGKILL)
+            # the client is gone: killed, so is its command (as if it had run in that process),
+            # unless the command answered and only finishes what it left for after (later)
+            if not session.has_answered():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(session.pid, signal.SIGKILL)
             self.sel.unregister(conn)
             return
         session.buf += data
@@ -453,6 +472,8 @@ class WarmServer:
                 self.sel.unregister(obj)
         self.sessions.pop(session.conn.fileno(), None)
         session.conn.close()
+        if session.ctl is not None:
+            session.ctl.close()
         if session.pidfd >= 0:
             os.close(session.pidfd)
             session.pidfd = -1

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from moorage import later
 from moorage.engine.containers.logdefaults import default_log_opts
 from moorage.engine.containers.names import random_name
 from moorage.engine.containers.ociconfig import Placement, generate, process_args
@@ -122,6 +123,7 @@ class ContainerService:
         self.dir = store.root / "containers"
         self.run_dir = store.runroot / "containers"
         self._swept_at: float | None = None  # time.monotonic() of the last sweep_orphans
+        self._leaving: set[str] = set()  # ids removed here whose files go after the reply
 
     # ---- paths ---------------------------------------------------------------------------
 
@@ -539,15 +541,18 @@ class ContainerService:
             container_event(self.store, self._reload(cid), "oom")
         container_event(self.store, self._reload(cid), "die", exitCode=str(code))
 
-    def _teardown_runtime(self, cid: str) -> None:
+    def _teardown_runtime(self, cid: str, *, unmount_rootfs: bool = True) -> None:
+        """The runtime's state, the rootfs mount (unless ``_discard`` will do it: a container
+        being removed) and the network."""
         rec = self._find_raw(cid)
         if rec is not None:
             with contextlib.suppress(MoorageError):
                 runtime = self.runtime(rec)
                 if (runtime.state_root / cid).exists():
                     runtime.delete(cid, force=True)
-        with contextlib.suppress(MoorageError):
-            unmount(self.rootfs(cid))
+        if unmount_rootfs:
+            with contextlib.suppress(MoorageError):
+                unmount(self.rootfs(cid))
         with contextlib.suppress(MoorageError, OSError):
             self.networks.teardown(cid)  # hook: network teardown on exit, stop, rm
 
@@ -666,7 +671,7 @@ class ContainerService:
                 with contextlib.suppress(RuntimeFailure):
                     self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
                 self._wait_exit(rec, 10)
-            self._teardown_runtime(rec.id)
+            self._teardown_runtime(rec.id, unmount_rootfs=False)
             if rec.running:  # ended here, not through cleanup: say so as Docker's rm -f does
                 container_event(self.store, rec, "kill", signal=str(int(signals.SIGKILL)))
                 container_event(self.store, rec, "die", exitCode=self._exit_code_of(rec.id))
@@ -675,7 +680,8 @@ class ContainerService:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rec.conmon_pid, signals.SIGKILL)
             self._discard(rec.id, anonymous_volumes=anonymous_volumes)
-        shutil.rmtree(self.run_dir / rec.id, ignore_errors=True)
+        run_dir = self.run_dir / rec.id
+        later.after_reply(lambda: shutil.rmtree(run_dir, ignore_errors=True))
         # once per command (rm of many ids), and at most every few seconds in the service
         if self._swept_at is None or time.monotonic() - self._swept_at > SWEEP_EVERY:
             self.sweep_orphans()
@@ -691,7 +697,9 @@ class ContainerService:
             return
         known = {row[0] for row in self.store.db.conn.execute("SELECT id FROM containers")}
         for cid in entries:
-            if cid in known or len(cid) != 64 or not all(c in "0123456789abcdef" for c in cid):
+            if cid in known or cid in self._leaving:
+                continue
+            if len(cid) != 64 or not all(c in "0123456789abcdef" for c in cid):
                 continue
             (self.run_dir / cid).mkdir(parents=True, exist_ok=True)  # gone after a reboot
             with flocked(self.run_dir / cid / "lock", exclusive=True, blocking=False) as free:
@@ -720,8 +728,17 @@ class ContainerService:
         for vol in anonymous:
             with contextlib.suppress(MoorageError):
                 self.volumes.remove(vol)
-        shutil.rmtree(self.overlay(cid), ignore_errors=True)
-        shutil.rmtree(self.userdata(cid), ignore_errors=True)
+        self._leaving.add(cid)  # not an orphan for sweep_orphans: its removal is under way
+        rootfs, overlay, ud = self.rootfs(cid), self.overlay(cid), self.userdata(cid)
+
+        def remove_files() -> None:
+            # nothing refers to them any more: the user may have the answer first (later)
+            with contextlib.suppress(MoorageError):
+                unmount(rootfs)
+            shutil.rmtree(overlay, ignore_errors=True)
+            shutil.rmtree(ud, ignore_errors=True)  # last: sweep_orphans finds ids by it
+
+        later.after_reply(remove_files)
 
     # ---- foreground --rm runs ------------------------------------------------------------
 
@@ -773,9 +790,10 @@ class ContainerService:
                         runtime.kill(rec.id, signals.SIGKILL, all_processes=True)
                     proc.wait()
                 with self.locked(rec.id):
-                    self._teardown_runtime(rec.id)  # runc run left no state: the rootfs etc.
+                    # runc run left no state: the network (the rootfs goes with _discard)
+                    self._teardown_runtime(rec.id, unmount_rootfs=False)
                     self._discard(rec.id, anonymous_volumes=True)
-                shutil.rmtree(layout.run_dir, ignore_errors=True)
+                later.after_reply(lambda: shutil.rmtree(layout.run_dir, ignore_errors=True))
         return _status(code)
 
     def rename(self, ref: str, new_name: str) -> None:
