@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -m moorage.cli.launcher $(BIN)/moor  # pip's moor, started without site
 	$(BIN)/python -m compileall -q src >/dev/null  # even where PYTHONDONTWRITEBYTECODE is set
 	touch $@
 

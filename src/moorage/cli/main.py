@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> None:
         served = warmclient.run(args)
         if served is not None:
             os._exit(served)
+    if sys.flags.no_site:  # started by the fast launcher: site-packages are needed now
+        import site
+
+        site.main()
     from moorage.cli.app import run
 
     try:
