@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from moorage import later
 
 
@@ -11,12 +13,21 @@ def test_without_hold_work_runs_at_once() -> None:
     assert done == [1]
 
 
-def test_held_work_runs_in_order_after_a_failure_too() -> None:
+def test_hold_does_nothing_unless_someone_runs_held_work() -> None:
+    done: list[int] = []
+    later.hold()  # a cold command: nobody would run it later
+    later.after_reply(lambda: done.append(1))
+    assert done == [1]
+
+
+def test_held_work_runs_in_order_after_a_failure_too(monkeypatch: pytest.MonkeyPatch) -> None:
     done: list[str] = []
 
     def boom() -> None:
         raise OSError("disk gone")
 
+    monkeypatch.setattr(later, "_enabled", False)
+    later.enable()
     later.hold()
     try:
         later.after_reply(lambda: done.append("a"))

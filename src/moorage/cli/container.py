@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 import click
 
+from moorage import later
 from moorage.cli.common import confirm, each, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound
 from moorage.units import human_size, since
@@ -327,6 +328,7 @@ def run_cmd(
     **o: Any,
 ) -> None:
     """Create and run a new container from an image."""
+    later.hold()  # removing a --rm container's files waits for the answer (warm start)
     svc = _service(ctx)
     try:
         spec = _spec(image, command, o)
@@ -567,6 +569,7 @@ def kill_cmd(ctx: click.Context, sig: str, containers: tuple[str, ...]) -> None:
 @click.pass_context
 def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str, ...]) -> None:
     """Remove one or more containers."""
+    later.hold()
     svc = _service(ctx)
     each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
 
@@ -871,6 +874,7 @@ def container_inspect_cmd(
 @click.pass_context
 def container_prune_cmd(ctx: click.Context, force: bool, filters: tuple[str, ...]) -> None:
     """Remove all stopped containers."""
+    later.hold()
     if not confirm("WARNING! This will remove all stopped containers.", force):
         return
     removed = _service(ctx).prune()

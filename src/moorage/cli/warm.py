@@ -418,7 +418,7 @@ class WarmServer:
             ctl.close()
             later.run_held()
 
-        later.hold()
+        later.enable()  # short commands hold their clean-up for after the answer
         cli_main.before_exit = tell_client
         cli_main.main(request.args)  # ends the process itself
 
