@@ -351,6 +351,28 @@ def test_rm_sweeps_what_a_killed_create_left(moor: Moor, bb: str) -> None:
     assert _entries(moor.root / "containers") == []
 
 
+def test_rm_of_several_reports_each_in_order_and_fails_for_the_bad_ones(
+    moor: Moor, bb: str
+) -> None:
+    """Several containers are removed together (as the docker CLI does); the output still
+    names them in the order given, with one error per one that could not be removed."""
+    running = [moor("run", "-d", "--network", "none", "bb:1", "sleep", "60").stdout.strip()
+               for _ in range(3)]  # fmt: skip
+    stopped = moor("create", "--network", "none", "--name", "stopped-one", "bb:1", "true")
+    args = [running[0][:12], "no-such-container", running[1], "stopped-one", running[2]]
+    r = moor("rm", *args, check=False)  # without -f: the running ones are refused
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == ["stopped-one"]
+    assert r.stderr.count("Error") == 4 and "no-such-container" in r.stderr
+    assert stopped.returncode == 0
+    r = moor("rm", "-f", *args, check=False)
+    assert r.returncode == 1
+    assert r.stdout.splitlines() == [running[0][:12], running[1], running[2]]
+    assert r.stderr.count("Error") == 2  # the missing one and the one removed before
+    assert moor("ps", "-aq").stdout == ""
+    assert not _entries(moor.root / "containers")
+
+
 def test_more_create_flags(moor: Moor, bb: str, tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("# comment\nFROM_FILE=yes\n")

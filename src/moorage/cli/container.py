@@ -19,6 +19,8 @@ from moorage.cli.common import confirm, each, engine, error, parse_filters
 from moorage.errors import InvalidArgument, MoorageError, NotFound
 from moorage.units import human_size, since
 
+MAX_PARALLEL_RM = 16  # `rm` of several containers: each removal is mostly waiting (exit, conmon)
+
 PS_TABLE = (
     "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 )
@@ -571,7 +573,22 @@ def rm_cmd(ctx: click.Context, force: bool, volumes: bool, containers: tuple[str
     """Remove one or more containers."""
     later.hold()
     svc = _service(ctx)
-    each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
+    if len(containers) < 2:
+        each(containers, lambda c: svc.remove(c, force=force, anonymous_volumes=volumes))
+        return
+    # as the docker CLI does: removed in parallel (mostly waiting for exits), reported in order
+    from concurrent.futures import ThreadPoolExecutor
+
+    def remove(ref: str) -> None:
+        with svc.separate() as mine:
+            mine.remove(ref, force=force, anonymous_volumes=volumes)
+
+    try:
+        with ThreadPoolExecutor(max_workers=min(len(containers), MAX_PARALLEL_RM)) as pool:
+            futures = {ref: pool.submit(remove, ref) for ref in dict.fromkeys(containers)}
+            each(containers, lambda c: futures[c].result())
+    finally:
+        svc.sweep_orphans()
 
 
 @click.command("wait")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -138,7 +138,7 @@ def up(
     def work(name: str) -> None:
         # each thread with its own store connection: SQLite and flock make that as safe
         # as separate moor commands
-        with _own_service(svc) as mine:
+        with svc.separate() as mine:
             _converge(project, mine, name, p, image_ids, timeout, locked, start, rolling)
 
     for level in p.levels:
@@ -153,18 +153,6 @@ def up(
         if errors:
             raise errors[0]
     return p
-
-
-@contextlib.contextmanager
-def _own_service(svc: ContainerService) -> Iterator[ContainerService]:
-    from moorage.engine import Engine
-    from moorage.engine.containers.service import ContainerService
-
-    engine = Engine(svc.store.root, svc.store.runroot)
-    try:
-        yield ContainerService(engine.store, engine.images)
-    finally:
-        engine.close()
 
 
 def _converge(
@@ -504,7 +492,7 @@ def _remove_by_level(
             progress(line)
 
     def work(rec: ContainerRecord) -> None:
-        with _own_service(svc) as mine:
+        with svc.separate() as mine:
             _remove(mine, rec.id, rec.name, timeout, locked)
 
     for _, group in sorted(groups.items()):

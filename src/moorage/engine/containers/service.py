@@ -114,6 +114,8 @@ _alive = process_alive
 
 # seconds between two sweeps for leftovers of killed creates by one long-lived service
 SWEEP_EVERY = 5.0
+# ids this process removed whose files go once the command has answered (moorage.later)
+_LEAVING: set[str] = set()
 
 
 class ContainerService:
@@ -123,7 +125,20 @@ class ContainerService:
         self.dir = store.root / "containers"
         self.run_dir = store.runroot / "containers"
         self._swept_at: float | None = None  # time.monotonic() of the last sweep_orphans
-        self._leaving: set[str] = set()  # ids removed here whose files go after the reply
+
+    @contextlib.contextmanager
+    def separate(self) -> Iterator[ContainerService]:
+        """A service on a store connection of its own, for another thread (SQLite and flock
+        make that as safe as a separate moor command). It leaves sweep_orphans to us."""
+        from moorage.engine import Engine
+
+        engine = Engine(self.store.root, self.store.runroot)
+        try:
+            other = ContainerService(engine.store, engine.images)
+            other._swept_at = time.monotonic()
+            yield other
+        finally:
+            engine.close()
 
     # ---- paths ---------------------------------------------------------------------------
 
@@ -697,7 +712,7 @@ class ContainerService:
             return
         known = {row[0] for row in self.store.db.conn.execute("SELECT id FROM containers")}
         for cid in entries:
-            if cid in known or cid in self._leaving:
+            if cid in known or cid in _LEAVING:
                 continue
             if len(cid) != 64 or not all(c in "0123456789abcdef" for c in cid):
                 continue
@@ -728,7 +743,7 @@ class ContainerService:
         for vol in anonymous:
             with contextlib.suppress(MoorageError):
                 self.volumes.remove(vol)
-        self._leaving.add(cid)  # not an orphan for sweep_orphans: its removal is under way
+        _LEAVING.add(cid)  # not an orphan for sweep_orphans: its removal is under way
         rootfs, overlay, ud = self.rootfs(cid), self.overlay(cid), self.userdata(cid)
 
         def remove_files() -> None:
