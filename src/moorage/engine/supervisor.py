@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import heapq
+import itertools
 import json
+import math
 import os
 import select
 import signal
@@ -46,7 +49,11 @@ RESCAN = 5.0
 
 STEP_GAP = 0.02
 """At most one pass over the probes this often: with many probes, each wakeup handles a
-batch (results are 20 ms late at worst, next to intervals of seconds)."""
+batch (a probe starts 20 ms late at worst, next to intervals of seconds)."""
+
+WRITE_GAP = 0.1
+"""Results are written to the database (one transaction) at most this long after they came:
+one write for the results of several passes."""
 
 _UPSERT = (
     "INSERT INTO health(container_id, status, failing_streak, log) VALUES (?, ?, ?, ?) "
@@ -119,12 +126,17 @@ class Supervisor:
         self.last_step = 0.0
         self.runtimes: dict[str, tuple[str, list[str]]] = {}
         self.server: ForkServer | None = None  # forks the direct probes; started on demand
+        # idle targets by due time (entries of a target since rescheduled are skipped)
+        self.queue: list[tuple[float, int, _Target]] = []
+        self.seq = itertools.count()
         self.inflight: dict[int, _Target] = {}  # direct probes by token
+        self.execs: dict[str, _Target] = {}  # probes through the runtime's exec
         self.last_token = 0
         # the health rows as of ``rows_version`` (PRAGMA data_version): while nobody else
         # wrote to the database, a result needs no read before its write
         self.rows: dict[str, _Row] = {}
         self.rows_version = -1
+        self.pending: list[tuple[_Target, dict[str, Any], float]] = []  # results to write
         self.stopping = False
 
     def _runtime(self, name: str) -> tuple[str, list[str]]:
@@ -160,12 +172,12 @@ class Supervisor:
             if old is not None:
                 self._drop(old)
             plan, method = health.probe_method(self.root / "containers" / cid, cfg, pid)
-            self.targets[cid] = _Target(
+            t = self.targets[cid] = _Target(
                 cid=cid, name=name, image=image, labels=dict(spec.get("labels") or {}), cfg=cfg,
                 started_at=started_at, pid=pid, runtime=spec.get("runtime") or "runc",
-                run_dir=self.runroot / "containers" / cid,
-                due=max(now, started_at + cfg.interval / health.NS), plan=plan, method=method,
+                run_dir=self.runroot / "containers" / cid, due=0.0, plan=plan, method=method,
             )  # fmt: skip
+            self._schedule(t, max(now, started_at + t.interval))
         for cid in list(self.targets):
             if cid not in seen:
                 self._drop(self.targets.pop(cid))
@@ -187,6 +199,24 @@ class Supervisor:
         t.probe.wait()
         t.probe.close()
         t.probe = None
+        self.execs.pop(t.cid, None)
+
+    def _schedule(self, t: _Target, when: float) -> None:
+        t.due = when
+        heapq.heappush(self.queue, (when, next(self.seq), t))
+
+    def _idle(self, t: _Target, when: float) -> bool:
+        """Whether a queue entry is current: the target's run, idle, due then."""
+        return t.due == when and not t.token and t.probe is None and self.targets.get(t.cid) is t
+
+    def _next_due(self) -> float:
+        q = self.queue
+        while q:
+            when, _, t = q[0]
+            if self._idle(t, when):
+                return when
+            heapq.heappop(q)
+        return math.inf
 
     def launch(self, now: float) -> None:
         if self.server is not None and self.server.sock is not None and not self.server.alive():
@@ -194,12 +224,14 @@ class Supervisor:
             # they are tried again, not counted as failures (a new server starts below)
             for t in self.inflight.values():
                 t.token = 0
-                t.due = now
+                self._schedule(t, now)
             self.inflight.clear()
             self.server.close()
         direct = []
-        for t in self.targets.values():
-            if t.due > now or t.token or t.probe is not None:
+        q = self.queue
+        while q and q[0][0] <= now:
+            when, _, t = heapq.heappop(q)
+            if not self._idle(t, when):
                 continue
             if t.plan is not None:
                 self.last_token += 1
@@ -208,11 +240,10 @@ class Supervisor:
                 t.deadline = now + t.timeout
                 self.inflight[t.token] = t
                 direct.append((t.key, t.plan, t.token, t.deadline))
-                continue
-            if not _alive(t.pid):
-                t.due = now + t.interval
-                continue
-            self._exec(t, now)
+            elif _alive(t.pid):
+                self._exec(t, now)
+            else:
+                self._schedule(t, now + t.interval)
         if not direct:
             return
         from moorage.runtime.enter import EnterFailed, ForkServer
@@ -224,7 +255,7 @@ class Supervisor:
             for _, _, token, _ in direct:
                 t = self.inflight.pop(token)
                 t.token = 0
-                t.due = now + t.interval
+                self._schedule(t, now + t.interval)
 
     def _exec(self, t: _Target, now: float) -> None:
         """A probe through the runtime's exec."""
@@ -232,31 +263,33 @@ class Supervisor:
         try:
             t.probe = health.start_probe(path, args, t.cid, t.run_dir, t.cfg)
         except OSError:
-            t.due = now + t.interval
+            self._schedule(t, now + t.interval)
+        else:
+            self.execs[t.cid] = t
 
     def step(self, timeout: float) -> None:
         """Wait for a report, output, an exit or a deadline; record what finished."""
         now = time.time()
-        if now < self.last_step + STEP_GAP:  # let events gather: one pass handles many
+        if now < self.last_step + STEP_GAP:
+            # let events gather first: one pass handles many (then poll returns at once)
             time.sleep(self.last_step + STEP_GAP - now)
             now = time.time()
-        self.last_step = now
-        wait = timeout
-        execs = {}
-        for t in self.targets.values():
-            if t.token:
-                # the intermediate reports at the deadline; this is for one that died
-                wait = min(wait, t.deadline + health.KILLED_WAIT - now)
-            elif t.probe is not None:
-                wait = min(wait, t.probe.deadline - now)
-                if t.probe.out_open:
-                    execs[t.probe.out] = t
-            else:
-                wait = min(wait, t.due - now)
+        wait = min(timeout, self._next_due() - now)
+        if self.pending:
+            wait = min(wait, self.pending[0][2] + WRITE_GAP - now)
+        for t in self.inflight.values():
+            # the intermediate reports at the deadline; this is for one that died
+            wait = min(wait, t.deadline + health.KILLED_WAIT - now)
+        outs = {}
+        for t in self.execs.values():
+            assert t.probe is not None
+            wait = min(wait, t.probe.deadline - now)
+            if t.probe.out_open:
+                outs[t.probe.out] = t
         server = self.server.fileno() if self.server is not None else -1
-        if server >= 0 or execs:  # poll, not select: no limit on the fd numbers
+        if server >= 0 or outs:  # poll, not select: no limit on the fd numbers
             poller = select.poll()
-            for fd in execs:
+            for fd in outs:
                 poller.register(fd, select.POLLIN | select.POLLHUP)
             if server >= 0:
                 poller.register(server, select.POLLIN | select.POLLHUP)
@@ -264,8 +297,7 @@ class Supervisor:
         else:
             time.sleep(max(wait, 0))
             ready = set()
-        finished: list[tuple[_Target, dict[str, Any]]] = []
-        now = time.time()
+        now = self.last_step = time.time()
         if server in ready and self.server is not None:
             for report in self.server.reports():
                 probed = self.inflight.pop(report.token, None)
@@ -274,46 +306,53 @@ class Supervisor:
                 probed.token = 0
                 if report.kind in ("S", "T"):
                     result = health.report_result(report, probed.start, now, probed.cfg.timeout)
-                    finished.append((probed, result))
+                    self.finish(probed, result, now)
                 elif report.kind == "G":
-                    probed.due = now + probed.interval  # the container is going away
+                    self._schedule(probed, now + probed.interval)  # the container is going away
                 else:
                     self._exec(probed, now)  # could not enter: the runtime's exec says why
-        for fd in ready & execs.keys():
-            t = execs[fd]
+        for fd in ready & outs.keys():
+            t = outs[fd]
             assert t.probe is not None
             if not t.probe.read():
                 t.probe.wait()  # runc exec: its output ends with it
-                finished.append((t, t.probe.result(now)))
-        for t in self.targets.values():
-            if t.token and now >= t.deadline + health.KILLED_WAIT:
-                # no report from its intermediate (it died?): as a check that hung
-                self.inflight.pop(t.token, None)
-                t.token = 0
-                finished.append((t, health.timeout_result(t.start, now, t.cfg.timeout)))
-            elif t.probe is not None and now >= t.probe.deadline and t.probe.out_open:
+                self.finish(t, t.probe.result(now), now)
+        for t in [t for t in self.inflight.values() if now >= t.deadline + health.KILLED_WAIT]:
+            # no report from its intermediate (it died?): as a check that hung
+            del self.inflight[t.token]
+            t.token = 0
+            self.finish(t, health.timeout_result(t.start, now, t.cfg.timeout), now)
+        for t in list(self.execs.values()):
+            assert t.probe is not None
+            if now >= t.probe.deadline and t.probe.out_open:
                 t.probe.kill()
                 t.probe.wait()
-                finished.append((t, t.probe.result(now)))
-        if finished:
-            self.record(finished, now)
+                self.finish(t, t.probe.result(now), now)
+        if self.pending and now >= self.pending[0][2] + WRITE_GAP:
+            self.record()
 
-    def record(self, finished: list[tuple[_Target, dict[str, Any]]], now: float) -> None:
-        """Write the results (one transaction), then the events of the status changes."""
+    def finish(self, t: _Target, result: dict[str, Any], now: float) -> None:
+        """A probe ended: its result waits to be written (:meth:`record`); the next one is
+        due an interval from now."""
+        if t.probe is not None:
+            t.probe.close()
+            t.probe = None
+            del self.execs[t.cid]
+        self._schedule(t, now + t.interval)
+        self.pending.append((t, result, now))
+
+    def record(self) -> None:
+        """Write the results waiting (one transaction), then the events of status changes."""
+        pending, self.pending = self.pending, []
         changes = []
-        for t, _ in finished:
-            if t.probe is not None:
-                t.probe.close()
-                t.probe = None
-            t.due = now + t.interval
         try:
             with self.db.transaction() as conn:
                 version = conn.execute("PRAGMA data_version").fetchone()[0]
                 if version != self.rows_version:  # another process wrote: read again
                     self.rows.clear()
                     self.rows_version = version
-                writes = []
-                for t, result in finished:
+                writes = {}
+                for t, result, end in pending:
                     row = self.rows.get(t.cid)
                     if row is None:
                         row = self._read(conn, t.cid)
@@ -321,14 +360,14 @@ class Supervisor:
                             continue  # the container is gone
                     before = row.status
                     row.status, row.streak = health.transition(
-                        before, row.streak, result["ExitCode"], t.cfg, t.started_at, now
+                        before, row.streak, result["ExitCode"], t.cfg, t.started_at, end
                     )
                     row.log = [*row.log, json.dumps(result)][-health.LOG_ENTRIES :]
                     self.rows[t.cid] = row
-                    writes.append((t.cid, row.status, row.streak, "[" + ", ".join(row.log) + "]"))
+                    writes[t.cid] = (t.cid, row.status, row.streak, "[" + ", ".join(row.log) + "]")
                     if before != row.status:
                         changes.append((t, row.status))
-                conn.executemany(_UPSERT, writes)
+                conn.executemany(_UPSERT, writes.values())
         except BaseException:
             self.rows.clear()
             self.rows_version = -1
@@ -361,6 +400,8 @@ class Supervisor:
                 idle_since = None
             self.launch(now)
             self.step(1.0)
+        if self.pending:
+            self.record()
         for t in self.targets.values():
             if t.probe is not None:
                 self._abandon(t)
