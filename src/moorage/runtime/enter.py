@@ -352,7 +352,8 @@ class ForkServer:
 
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-S", enterproc.__file__, str(theirs.fileno())],
+                [sys.executable, "-S", "-c", enterproc.SERVE, enterproc.__file__,
+                 str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
             )  # fmt: skip

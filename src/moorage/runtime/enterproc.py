@@ -3,9 +3,10 @@ the intermediate child that joins the namespaces and root, the process that join
 cgroups and takes on the process spec, and the fork server that forks intermediates for the
 health supervisor.
 
-Kept to syscalls and the standard library's lightest modules (os, ctypes, resource, select,
-signal, time, marshal): the fork server runs this file on its own (``python -S FILE FD``),
-and the cost of each fork grows with the forking process's memory and mappings. A plan
+Kept to syscalls, ctypes and modules built into the interpreter (os, signal, time, marshal,
+gc): the fork server runs this module on its own (``python -S``, see :func:`serve`), and the
+cost of each of its forks grows with its memory and its mappings (each extension module
+loaded is five more; ``poll`` and ``setrlimit`` are called through ctypes for that). A plan
 arrives here as an object with :class:`moorage.runtime.enter.EnterPlan`'s attributes.
 
 The intermediate follows its process to the end itself: it reads the process's output
@@ -24,8 +25,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import resource
-import select
 import signal
 import time
 
@@ -58,6 +57,8 @@ def _c() -> Any:
                               ctypes.c_ulong]  # fmt: skip
         lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         lib.capset.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.setrlimit.argtypes = [ctypes.c_int, ctypes.c_void_p]
+        lib.poll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int]
         _libc = lib
     return _libc
 
@@ -74,6 +75,17 @@ def _prctl(option: int, a: int = 0, b: int = 0) -> None:
 
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_ulong), ("max", ctypes.c_ulong)]
+
+
+class _PollFd(ctypes.Structure):
+    _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+_POLLIN = 0x1
 
 
 def _last_cap() -> int:
@@ -116,7 +128,9 @@ def _become(p: Any) -> None:
     process spec, in runc's order, then execve. Never returns."""
     c = _c()
     for res, soft, hard in p.rlimits:
-        resource.setrlimit(res, (soft, hard))
+        # as resource.setrlimit (-1: unlimited)
+        rl = _Rlimit(soft, hard)
+        _check(c.setrlimit(res, ctypes.addressof(rl)), f"setrlimit({res})")
     env = list(p.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={_home(p.uid)}")
@@ -258,26 +272,25 @@ def _follow(child: int, r: int, deadline: float) -> tuple[int, bytearray] | None
     """Read the process's output until it ended: its wait status and the output read so
     far; None if the deadline came first (it and its group are killed)."""
     pidfd = os.pidfd_open(child)
-    poller = select.poll()
-    poller.register(r, select.POLLIN)
-    poller.register(pidfd, select.POLLIN)
+    fds = (_PollFd * 2)(_PollFd(r, _POLLIN, 0), _PollFd(pidfd, _POLLIN, 0))
+    poll = _c().poll
     output = bytearray()
     while True:
         left = deadline - time.time()
         if left <= 0:
             _kill(child)
             return None
-        ended = False
-        for fd, _ in poller.poll(int(left * 1000) + 1):
-            if fd == pidfd:
-                ended = True
-            else:
-                chunk = os.read(r, 65536)
-                if not chunk:
-                    poller.unregister(r)
-                elif len(output) < OUTPUT_LIMIT:
-                    output += chunk
-        if ended:
+        if poll(ctypes.addressof(fds), 2, min(int(left * 1000) + 1, 1 << 30)) < 0:
+            if ctypes.get_errno() == 4:  # EINTR
+                continue
+            _check(-1, "poll")
+        if fds[0].revents:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                fds[0].fd = -1  # its end: not polled any more
+            elif len(output) < OUTPUT_LIMIT:
+                output += chunk
+        if fds[1].revents:
             _, status = os.waitpid(child, 0)
             os.close(pidfd)
             return status, output
@@ -335,11 +348,13 @@ def serve(fd: int) -> int:
 
     global _LAST_CAP
     _LAST_CAP = _last_cap()
-    _c()
+    lib = _c()
     namespace = type(sys.implementation)  # types.SimpleNamespace, without importing types
     plans: dict[int, Any] = {}
+    filters: dict[bytes, bytes] = {}
     gc.collect()
     gc.freeze()  # what is here now is never traversed (nor written to) by a collection
+    lib.malloc_trim(0)
     while True:
         msg = os.read(fd, 1 << 20)  # one record
         if not msg:
@@ -359,7 +374,13 @@ def serve(fd: int) -> int:
                     except OSError:
                         pass
         elif kind == "plan":
-            plans[arg[0]] = namespace(**arg[1])
+            attrs = arg[1]
+            bpf = attrs["seccomp_bpf"]  # one copy of each filter, not one per container
+            if bpf is not None:
+                attrs["seccomp_bpf"] = filters.setdefault(bpf, bpf)
+            plans[arg[0]] = namespace(**attrs)
+            del msg, arg, attrs, bpf
+            lib.malloc_trim(0)  # the record's memory back: less to copy at each fork
         elif kind == "forget":
             plans.pop(arg, None)
         # reap the intermediates that ended (waited for, their CPU and their probes' shows
@@ -371,6 +392,15 @@ def serve(fd: int) -> int:
                 break
             if not done:
                 break
+
+
+SERVE = (
+    "import sys; sys.path[0] = sys.argv[1].rpartition('/')[0]; import enterproc; "
+    "sys.exit(enterproc.serve(int(sys.argv[2])))"
+)
+"""How the fork server starts: ``python -S -c SERVE PATH-OF-THIS-FILE FD``, this file
+imported as a module on its own (from its cached bytecode: a script would be compiled at
+each start, and the compiler's garbage would stay in the heap that every fork copies)."""
 
 
 if __name__ == "__main__":
