@@ -265,9 +265,11 @@ def _result(start: float, end: float, code: int, output: bytes, timed_out: bool,
 
 
 def report_result(report: Any, start: float, end: float, timeout_ns: int) -> dict[str, Any]:
-    """The log entry of a direct probe from its intermediate's report (``S`` or ``T``)."""
+    """The log entry of a direct probe from its intermediate's report (``S`` or ``T``); it
+    ended when the report says (else at ``end``)."""
     from moorage.runtime.enter import exit_status
 
+    end = report.end or end
     if report.kind == "S":
         return _result(start, end, exit_status(report.status), report.output, False, timeout_ns)
     return _result(start, end, -1, b"", True, timeout_ns)

@@ -49,7 +49,8 @@ RESCAN = 5.0
 
 STEP_GAP = 0.02
 """At most one pass over the probes this often: with many probes, each wakeup handles a
-batch (a probe starts 20 ms late at worst, next to intervals of seconds)."""
+batch (a probe starts 20 ms late at worst, next to intervals of seconds; a result is
+recorded with the time its probe ended, which its intermediate reports)."""
 
 WRITE_GAP = 0.1
 """Results are written to the database (one transaction) at most this long after they came:
@@ -306,7 +307,8 @@ class Supervisor:
                 probed.token = 0
                 if report.kind in ("S", "T"):
                     result = health.report_result(report, probed.start, now, probed.cfg.timeout)
-                    self.finish(probed, result, now)
+                    # the next one is due an interval after it ended (not after this pass)
+                    self.finish(probed, result, min(report.end or now, now))
                 elif report.kind == "G":
                     self._schedule(probed, now + probed.interval)  # the container is going away
                 else:
@@ -331,15 +333,15 @@ class Supervisor:
         if self.pending and now >= self.pending[0][2] + WRITE_GAP:
             self.record()
 
-    def finish(self, t: _Target, result: dict[str, Any], now: float) -> None:
-        """A probe ended: its result waits to be written (:meth:`record`); the next one is
-        due an interval from now."""
+    def finish(self, t: _Target, result: dict[str, Any], end: float) -> None:
+        """A probe ended at ``end``: its result waits to be written (:meth:`record`); the next
+        one is due an interval later."""
         if t.probe is not None:
             t.probe.close()
             t.probe = None
             del self.execs[t.cid]
-        self._schedule(t, now + t.interval)
-        self.pending.append((t, result, now))
+        self._schedule(t, end + t.interval)
+        self.pending.append((t, result, end))
 
     def record(self) -> None:
         """Write the results waiting (one transaction), then the events of status changes."""

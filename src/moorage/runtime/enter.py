@@ -230,21 +230,21 @@ def plan(config: dict[str, Any], process: dict[str, Any], pid: int) -> EnterPlan
 
 class Report(NamedTuple):
     """What an intermediate reported (see :mod:`moorage.runtime.enterproc`): ``kind`` is
-    ``S`` (ended: ``status`` is its wait status, ``output`` what it wrote), ``T`` (killed at
-    its deadline), ``G`` (the container's process is gone) or ``E`` (could not start:
-    ``output`` says why)."""
+    ``S`` (ended at ``end``: ``status`` is its wait status, ``output`` what it wrote), ``T``
+    (killed at its deadline, at ``end``), ``G`` (the container's process is gone) or ``E``
+    (could not start: ``output`` says why)."""
 
     kind: str
     token: int
     status: int
+    end: float  # when it ended or was killed (``time.time()``; 0 for G and E)
     output: bytes
 
 
 def parse_report(record: bytes) -> Report:
     head, _, rest = record.partition(b"\n")
-    kind = head[:1].decode()
-    token, _, status = head[1:].partition(b" ")
-    return Report(kind, int(token), int(status or 0), rest)
+    token, status, end = [*head[1:].split(b" "), b"0", b"0"][:3]
+    return Report(head[:1].decode(), int(token), int(status), float(end), rest)
 
 
 class Entering:
@@ -271,7 +271,7 @@ class Entering:
                 return None
             record = self.sock.recv(1 << 16)
             if not record:  # the intermediate died without a word
-                self.report = Report("E", 0, 0, b"the entering process died")
+                self.report = Report("E", 0, 0, 0.0, b"the entering process died")
             else:
                 self.report = parse_report(record)
         return self.report

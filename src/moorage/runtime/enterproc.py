@@ -14,8 +14,8 @@ The intermediate follows its process to the end itself: it reads the process's o
 deadline, and reports once, in one record on a ``SOCK_SEQPACKET`` socket (one record per
 ``write``, so the intermediates of many probes can share the fork server's socket):
 
-- ``S<token> <wait status>\n<output>``: the process ended;
-- ``T<token>\n``: it outlived its deadline and was killed (its end is not waited for: a
+- ``S<token> <wait status> <end>\n<output>``: the process ended (at ``end``, ``time.time()``);
+- ``T<token> 0 <end>\n``: it outlived its deadline and was killed (its end is not waited for: a
   frozen container's process dies only once thawed);
 - ``G<token>\n<why>``: the container's process is gone (exited, or its pid is another's now);
 - ``E<token>\n<why>``: the process could not be started.
@@ -261,11 +261,12 @@ def _intermediate(p: Any, token: int, deadline: float, report: int) -> None:
         _kill(child)
         raise
     if status is None:
-        os.write(report, b"T%d\n" % token)
+        os.write(report, b"T%d 0 %r\n" % (token, time.time()))
         os.waitpid(child, 0)  # a frozen process ends once thawed
         return
+    end = time.time()
     output = _drain(r, status[1])
-    os.write(report, b"S%d %d\n" % (token, status[0]) + output)
+    os.write(report, b"S%d %d %r\n" % (token, status[0], end) + output)
 
 
 def _follow(child: int, r: int, deadline: float) -> tuple[int, bytearray] | None:
