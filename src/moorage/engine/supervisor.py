@@ -47,9 +47,9 @@ IDLE_EXIT = 5.0
 RESCAN = 5.0
 """Re-read the containers at least this often (besides whenever the database changed)."""
 
-STEP_GAP = 0.02
+STEP_GAP = 0.05
 """At most one pass over the probes this often: with many probes, each wakeup handles a
-batch (a probe starts 20 ms late at worst, next to intervals of seconds; a result is
+batch (a probe starts 50 ms late at worst, next to intervals of seconds; a result is
 recorded with the time its probe ended, which its intermediate reports)."""
 
 WRITE_GAP = 0.1
