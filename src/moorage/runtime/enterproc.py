@@ -3,7 +3,7 @@ the intermediate child that joins the namespaces and root, the process that join
 cgroups and takes on the process spec, and the fork server that forks intermediates for the
 health supervisor.
 
-Kept to syscalls, ctypes and modules built into the interpreter (os, signal, time, marshal,
+Kept to syscalls, ctypes and modules built into the interpreter (os, _signal, time, marshal,
 gc): the fork server runs this module on its own (``python -S``, see :func:`serve`), and the
 cost of each of its forks grows with its memory and its mappings (each extension module
 loaded is five more; ``poll`` and ``setrlimit`` are called through ctypes for that). A plan
@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-import signal
 import time
 
 MYPY = False
 if MYPY:  # typing is not imported at run time: it would weigh on every fork
+    import signal
     from typing import Any
+else:  # _signal, not signal: signal.py imports enum, and with it ~0.5 MB that every fork copies
+    import _signal as signal
 
 _PR_SET_KEEPCAPS = 8
 _PR_SET_SECCOMP = 22
@@ -83,6 +85,9 @@ class _Rlimit(ctypes.Structure):
 
 class _PollFd(ctypes.Structure):
     _fields_ = [("fd", ctypes.c_int), ("events", ctypes.c_short), ("revents", ctypes.c_short)]
+
+
+_PollFds = _PollFd * 2  # made once here, not in each child
 
 
 _POLLIN = 0x1
@@ -273,7 +278,7 @@ def _follow(child: int, r: int, deadline: float) -> tuple[int, bytearray] | None
     """Read the process's output until it ended: its wait status and the output read so
     far; None if the deadline came first (it and its group are killed)."""
     pidfd = os.pidfd_open(child)
-    fds = (_PollFd * 2)(_PollFd(r, _POLLIN, 0), _PollFd(pidfd, _POLLIN, 0))
+    fds = _PollFds(_PollFd(r, _POLLIN, 0), _PollFd(pidfd, _POLLIN, 0))
     poll = _c().poll
     output = bytearray()
     while True:
