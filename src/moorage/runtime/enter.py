@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
@@ -427,10 +426,3 @@ def exit_status(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
-
-
-def kill(pid: int) -> None:
-    """SIGKILL the process and the group it leads."""
-    for f in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            f(pid, signal.SIGKILL)
