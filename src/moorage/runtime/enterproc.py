@@ -241,6 +241,10 @@ def _intermediate(p: Any, token: int, deadline: float, report: int) -> None:
                 # a cgroup namespace cannot be moved in from outside it
                 _check(c.setns(cgroupns, 0), "setns cgroup")
             os.setsid()  # its own process group: a timeout kills whatever it started
+            # what Python ignores from its start, back to the default (as subprocess does
+            # before an exec; runc exec's process has them so)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out, 1)
