@@ -15,9 +15,10 @@ from tests.conftest import MOOR, Moor
 from tests.e2e.test_health import _health, _until, hmoor  # noqa: F401
 
 # what a process's confinement looks like from inside: ids, capabilities, no_new_privs,
-# seccomp, limits, umask, cwd, environment, cgroups, namespaces, pid namespace, root
+# seccomp, ignored and blocked signals, limits, umask, cwd, environment, cgroups,
+# namespaces, pid namespace, root
 PROBE = (
-    "grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp.*):' "
+    "grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp.*|Sig(Ign|Blk)):' "
     "/proc/self/status; umask; pwd; env | grep -v -e ^PWD= -e ^SHLVL= | sort; "
     "cat /proc/self/cgroup; for n in ipc mnt net pid uts cgroup; do "
     "readlink /proc/self/ns/$n; done; cat /proc/1/cmdline; echo; ls /; "

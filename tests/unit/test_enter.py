@@ -70,3 +70,21 @@ def test_capability_masks_and_cgroup_files() -> None:
     assert files and all(f.endswith("/cgroup.procs") and os.path.exists(f) for f in files)
     assert enter.exit_status(3 << 8) == 3
     assert enter.exit_status(9) == 137  # killed by SIGKILL
+
+
+def test_reports_of_the_intermediate() -> None:
+    from moorage.engine import health
+    from moorage.runtime import enterproc
+
+    assert enterproc.OUTPUT_LIMIT == health.MAX_OUTPUT  # the output kept, as Docker
+    r = enter.parse_report(b"S12 256 1764112345.25\nout\nput")
+    assert r == enter.Report("S", 12, 256, 1764112345.25, b"out\nput")
+    assert enter.parse_report(b"T3 0 1.5\n") == enter.Report("T", 3, 0, 1.5, b"")
+    assert enter.parse_report(b"G4\ngone") == enter.Report("G", 4, 0, 0.0, b"gone")
+    assert enter.parse_report(b"E5\nno such plan").output == b"no such plan"
+    cfg = health.HealthConfig(test=("CMD", "x"), timeout=2 * 10**9)
+    entry = health.report_result(r, 1764112345.0, 0.0, cfg.timeout)
+    assert entry["ExitCode"] == 1 and entry["Output"] == "out\nput"
+    assert entry["End"] == "2025-11-25T23:12:25.250000000Z"  # when the check ended
+    killed = health.report_result(enter.parse_report(b"T3 0 1.5\n"), 1.0, 9.0, cfg.timeout)
+    assert killed["ExitCode"] == -1 and killed["Output"] == "Health check exceeded timeout (2s)"

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from moorage.runtime.enter import Entering, EnterPlan, ForkServer
+    from moorage.runtime.enter import EnterPlan
 
 NS = 1_000_000_000
 DEFAULT_INTERVAL = 30 * NS
@@ -190,8 +190,9 @@ def probe_method(bundle: Path, cfg: HealthConfig, pid: int) -> tuple[EnterPlan |
 
 @dataclass
 class Probe:
-    """A probe in flight: its output pipe and process (the runtime's ``exec``, or the check's
-    own process when it entered the container directly), when it must end."""
+    """A probe in flight through the runtime's ``exec``: its output pipe and process (the
+    direct path is followed by its intermediate: :func:`run_probe`, and the supervisor),
+    when it must end."""
 
     cid: str
     out: int
@@ -199,9 +200,8 @@ class Probe:
     deadline: float
     timeout_ns: int
     output: bytearray
-    proc: subprocess.Popen[bytes] | None = None  # runc exec
-    pidfile: Path | None = None  # runc exec's pid file (the probe inside)
-    entering: Entering | None = None  # the direct path: its pid, then its status
+    proc: subprocess.Popen[bytes]
+    pidfile: Path
     out_open: bool = True
     timed_out: bool = False
     returncode: int | None = None
@@ -227,103 +227,66 @@ class Probe:
             if not self.read() or len(self.output) == before:
                 return
 
-    @property
-    def ended(self) -> bool:
-        """A direct probe's status is known (or it could not start)."""
-        return self.entering is not None and self.entering.eof
-
     def kill(self) -> None:
-        """The check hangs: end the probe inside the container (and with the direct path,
-        whatever it started), then the runtime's exec."""
+        """The check hangs: end the probe inside the container, then the runtime's exec."""
         self.timed_out = True
-        if self.entering is not None:
-            self.entering.kill()
-            return
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            assert self.pidfile is not None
+        with contextlib.suppress(OSError, ValueError):
             pid = int(self.pidfile.read_text().strip() or 0)
             if pid > 0:
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ProcessLookupError):
-            assert self.proc is not None
             self.proc.kill()
 
     def wait(self) -> None:
         """Reap the probe (its output ended, or it was killed)."""
-        if self.returncode is not None:
-            return
-        if self.proc is not None:
+        if self.returncode is None:
             self.returncode = self.proc.wait()
-            return
-        from moorage.runtime import enter
-
-        assert self.entering is not None
-        try:
-            # killed: it ends at once, unless frozen (a paused container): not waited for
-            self.returncode = self.entering.wait_status(KILLED_WAIT if self.timed_out else None)
-        except enter.EnterFailed as e:
-            self.output += str(e).encode()[: max(MAX_OUTPUT - len(self.output), 0)]
-            self.returncode = -1
 
     def close(self) -> None:
-        if self.entering is not None:
-            self.entering.close()
-        if self.proc is not None and self.proc.stdout is not None:
+        if self.proc.stdout is not None:
             self.proc.stdout.close()  # its fd is ``out``
-            return
-        with contextlib.suppress(OSError):
-            os.close(self.out)
 
     def result(self, end: float) -> dict[str, Any]:
-        from moorage.units import rfc3339
+        code = self.returncode if self.returncode is not None else -1
+        return _result(self.start, end, code, bytes(self.output), self.timed_out, self.timeout_ns)
 
-        if self.timed_out:
-            code = -1
-            out = f"Health check exceeded timeout ({go_duration(self.timeout_ns)})"
-        else:
-            code = self.returncode if self.returncode is not None else -1
-            out = self.output.decode(errors="replace")
-        return {"Start": rfc3339(self.start), "End": rfc3339(end), "ExitCode": code, "Output": out}
+
+def _result(start: float, end: float, code: int, output: bytes, timed_out: bool,
+            timeout_ns: int) -> dict[str, Any]:  # fmt: skip
+    """One entry of ``State.Health.Log``."""
+    from moorage.units import rfc3339
+
+    if timed_out:
+        code = -1
+        out = f"Health check exceeded timeout ({go_duration(timeout_ns)})"
+    else:
+        out = output.decode(errors="replace")
+    return {"Start": rfc3339(start), "End": rfc3339(end), "ExitCode": code, "Output": out}
+
+
+def report_result(report: Any, start: float, end: float, timeout_ns: int) -> dict[str, Any]:
+    """The log entry of a direct probe from its intermediate's report (``S`` or ``T``); it
+    ended when the report says (else at ``end``)."""
+    from moorage.runtime.enter import exit_status
+
+    end = report.end or end
+    if report.kind == "S":
+        return _result(start, end, exit_status(report.status), report.output, False, timeout_ns)
+    return _result(start, end, -1, b"", True, timeout_ns)
+
+
+def timeout_result(start: float, end: float, timeout_ns: int) -> dict[str, Any]:
+    """The log entry of a probe that outlived its timeout."""
+    return _result(start, end, -1, b"", True, timeout_ns)
 
 
 def start_probe(
-    runtime_path: str,
-    runtime_args: list[str],
-    cid: str,
-    run_dir: Path,
-    cfg: HealthConfig,
-    plan: EnterPlan | None = None,
-    *,
-    wait: bool = True,
-    server: ForkServer | None = None,
-    key: str = "",
+    runtime_path: str, runtime_args: list[str], cid: str, run_dir: Path, cfg: HealthConfig
 ) -> Probe:
-    """Start one probe: directly in the container with ``plan`` (forked by ``server`` under
-    ``key`` when given, else by this process), else through ``runc exec``. With ``wait``,
-    entering is awaited and a failure to enter (the container is going away, say) falls
-    back to the runtime; without, the caller watches :attr:`Probe.entering` and decides."""
+    """Start one probe through ``runc exec`` (its process file written by
+    :func:`write_probe_process`)."""
     now = time.time()
     deadline = now + cfg.timeout / NS
-    if plan is not None:
-        from moorage.runtime import enter
-
-        r, w = os.pipe()
-        try:
-            entering = server.start(key, plan, w) if server else enter.start(plan, w)
-        except enter.EnterFailed:
-            os.close(r)
-        else:
-            os.set_blocking(r, False)
-            probe = Probe(cid, r, now, deadline, cfg.timeout, bytearray(), entering=entering)
-            if not wait:
-                return probe
-            try:
-                entering.wait_pid()
-                return probe
-            except enter.EnterFailed:
-                probe.close()
-        finally:
-            os.close(w)
     process, pidfile = probe_paths(run_dir)
     if not process.exists():
         raise FileNotFoundError(process)
@@ -336,31 +299,44 @@ def start_probe(
     assert proc.stdout is not None
     out = proc.stdout.fileno()
     os.set_blocking(out, False)
-    return Probe(cid, out, now, deadline, cfg.timeout, bytearray(), proc=proc, pidfile=pidfile)
+    return Probe(cid, out, now, deadline, cfg.timeout, bytearray(), proc, pidfile)
 
 
 def run_probe(runtime_path: str, runtime_args: list[str], cid: str, run_dir: Path,
               cfg: HealthConfig, plan: EnterPlan | None = None) -> dict[str, Any]:  # fmt: skip
-    """One probe, synchronously (``moor healthcheck run``)."""
+    """One probe, synchronously (``moor healthcheck run``): entering the container directly
+    with ``plan``, else (or when that could not start it) through ``runc exec``."""
     import select
 
-    probe = start_probe(runtime_path, runtime_args, cid, run_dir, cfg, plan)
+    if plan is not None:
+        from moorage.runtime import enter
 
-    def done() -> bool:
-        return probe.ended if probe.entering is not None else not probe.out_open
-
-    while not done():
+        start = time.time()
+        try:
+            entering = enter.start(plan, start + cfg.timeout / NS)
+        except (enter.EnterFailed, OSError):
+            entering = None
+        if entering is not None:
+            try:
+                # the intermediate kills the check at its deadline and says so at once
+                report = entering.wait(cfg.timeout / NS + KILLED_WAIT)
+            finally:
+                entering.close()
+            end = time.time()
+            if report is None:
+                return timeout_result(start, end, cfg.timeout)
+            if report.kind in ("S", "T"):
+                return report_result(report, start, end, cfg.timeout)
+            # could not enter (the container is going away?): the runtime's exec says
+    probe = start_probe(runtime_path, runtime_args, cid, run_dir, cfg)
+    while probe.out_open:
         left = probe.deadline - time.time()
         if left <= 0:
             probe.kill()
             break
-        fds = [probe.out] if probe.out_open else []
-        fds += [probe.entering.report] if probe.entering else []
-        ready, _, _ = select.select(fds, [], [], left)
+        ready, _, _ = select.select([probe.out], [], [], left)
         if probe.out in ready:
             probe.read()
-        if probe.entering is not None and probe.entering.report in ready:
-            probe.entering.pump()
     probe.wait()
     probe.drain()
     probe.close()
@@ -382,19 +358,7 @@ def apply_result(
         ("starting", 0, []) if row is None else (row[0], row[1], json.loads(row[2]))
     )
     log = [*log, result][-LOG_ENTRIES:]
-    status = before
-    if result["ExitCode"] == 0:
-        streak, status = 0, "healthy"
-    else:
-        in_start_period = (
-            before == "starting"
-            and started_at is not None
-            and time.time() < started_at + cfg.start_period / NS
-        )
-        if not in_start_period:
-            streak += 1
-            if streak >= cfg.retries:
-                status = "unhealthy"
+    status, streak = transition(before, streak, result["ExitCode"], cfg, started_at, time.time())
     conn.execute(
         "INSERT INTO health(container_id, status, failing_streak, log) VALUES (?, ?, ?, ?) "
         "ON CONFLICT(container_id) DO UPDATE SET status = excluded.status, "
@@ -402,6 +366,18 @@ def apply_result(
         (cid, status, streak, json.dumps(log)),
     )
     return before, status
+
+
+def transition(before: str, streak: int, code: int, cfg: HealthConfig,
+               started_at: float | None, now: float) -> tuple[str, int]:  # fmt: skip
+    """Docker's rules: the status and failing streak after a result with exit ``code``
+    (failures within the start period of a container still ``starting`` do not count)."""
+    if code == 0:
+        return "healthy", 0
+    if before == "starting" and started_at is not None and now < started_at + cfg.start_period / NS:
+        return before, streak
+    streak += 1
+    return ("unhealthy" if streak >= cfg.retries else before), streak
 
 
 def reset(conn: Any, cid: str) -> None:

@@ -12,11 +12,13 @@ environment (``HOME`` from the container's passwd when missing, as runc) and ``e
 
 Shape: an intermediate child joins the namespaces (``setns(CLONE_NEWPID)`` only applies to
 children) and the root, and forks the process, which joins the cgroups and becomes the
-configured user; the intermediate reports both pids and, once the process ended, its wait
-status through a pipe (:class:`Entering`). The caller forks the intermediate (:func:`start`;
-it must be single-threaded: a fork of a threaded Python is unsafe), or a small fork server
-does (:class:`ForkServer`, for the health supervisor). What runs in those children is in
-:mod:`moorage.runtime.enterproc`.
+configured user; the intermediate keeps the process's output, kills it (and its group) at
+its deadline, and reports once, with its wait status and output, in one record on a
+``SOCK_SEQPACKET`` socket (:class:`Report`). Before joining anything it checks that the pid
+is still the container's init (its start time), so a pid reused meanwhile is never entered.
+The caller forks the intermediate (:func:`start`; it must be single-threaded: a fork of a
+threaded Python is unsafe), or a small fork server does (:class:`ForkServer`, for the
+health supervisor). What runs in those children is in :mod:`moorage.runtime.enterproc`.
 
 What this path does not handle, :func:`unsupported` names, and the caller then uses the
 runtime's ``exec`` (the choice is explicit: see ``engine.health.probe_method``).
@@ -27,13 +29,12 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
-import signal
 import socket
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from moorage.errors import MoorageError
 from moorage.runtime.enterproc import _child
@@ -79,6 +80,7 @@ class EnterPlan:
     no_new_privileges: bool
     seccomp_bpf: bytes | None
     oom_score_adj: int | None
+    start_time: int = 0  # of the container's init (clock ticks after boot): its identity
 
 
 def unsupported(config: dict[str, Any]) -> str | None:
@@ -177,6 +179,9 @@ def plan(config: dict[str, Any], process: dict[str, Any], pid: int) -> EnterPlan
     namespaces = tuple(_NS_PROC_NAME[t] for t in _NS_ORDER if t in types)
     try:
         cgroups = tuple(cgroup_procs_files(pid))
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+        start_time = int(stat[stat.rfind(b")") + 2 :].split()[19])
     except OSError as e:
         raise EnterFailed(f"the container's process {pid} is gone: {e}") from e
     user = process.get("user") or {}
@@ -215,98 +220,66 @@ def plan(config: dict[str, Any], process: dict[str, Any], pid: int) -> EnterPlan
         no_new_privileges=bool(process.get("noNewPrivileges")),
         seccomp_bpf=bpf,
         oom_score_adj=int(oom) if oom else None,
+        start_time=start_time,
     )
 
 
 # ---- following the children ----------------------------------------------------------------
 
 
-@dataclass
+class Report(NamedTuple):
+    """What an intermediate reported (see :mod:`moorage.runtime.enterproc`): ``kind`` is
+    ``S`` (ended at ``end``: ``status`` is its wait status, ``output`` what it wrote), ``T``
+    (killed at its deadline, at ``end``), ``G`` (the container's process is gone) or ``E``
+    (could not start: ``output`` says why)."""
+
+    kind: str
+    token: int
+    status: int
+    end: float  # when it ended or was killed (``time.time()``; 0 for G and E)
+    output: bytes
+
+
+def parse_report(record: bytes) -> Report:
+    head, _, rest = record.partition(b"\n")
+    token, status, end = [*head[1:].split(b" "), b"0", b"0"][:3]
+    return Report(head[:1].decode(), int(token), int(status), float(end), rest)
+
+
 class Entering:
-    """A process being started in (then running in) a container, followed through the
-    report pipe of its intermediate: its pid, then its wait status. The pipe is
-    non-blocking; :meth:`pump` reads what is there (call it when the pipe is readable)."""
+    """A process being started in (then running in) a container by an intermediate this
+    process forked (:func:`start`), followed through its report socket (one record)."""
 
-    report: int
-    inter: int = 0
-    pid: int = 0
-    status: int | None = None
-    error: str = ""
-    eof: bool = False
-    reap: int = 0  # our own child (the intermediate forked in process), reaped at the end
-    buf: bytes = b""
+    def __init__(self, sock: socket.socket, inter: int) -> None:
+        self.sock = sock
+        self.inter = inter
+        self.report: Report | None = None
 
-    def pump(self) -> None:
-        while not self.eof:
-            try:
-                chunk = os.read(self.report, 4096)
-            except BlockingIOError:
-                break
-            if not chunk:
-                self.eof = True
-                break
-            self.buf += chunk
-        *lines, self.buf = self.buf.split(b"\n")
-        for line in lines:
-            text = line.decode(errors="replace")
-            kind, value = text[:1], text[1:]
-            if kind == "I":
-                self.inter = int(value)
-            elif kind == "P":
-                self.pid = int(value)
-            elif kind == "S":
-                self.status = int(value)
-            elif kind == "E":
-                self.error = value
-        if self.eof and self.reap:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.reap, 0)
-            self.reap = 0
+    def fileno(self) -> int:
+        return self.sock.fileno()
 
-    def _block(self, until: Any, timeout: float | None = None) -> None:
+    def wait(self, timeout: float) -> Report | None:
+        """The report, waiting at most ``timeout`` seconds (None: none came)."""
         import select
         import time
 
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not until() and not self.eof:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            select.select([self.report], [], [], left)
-            self.pump()
-
-    def wait_pid(self) -> int:
-        """Block until the process is in place; its host pid."""
-        self._block(lambda: self.pid)
-        if not self.pid:
-            raise EnterFailed(self.error or "the entering process died")
-        return self.pid
-
-    def wait_status(self, timeout: float | None = None) -> int:
-        """Block until the process ended (at most ``timeout`` seconds); its exit code
-        (128+N for a signal N). A killed process in a frozen cgroup (a paused container)
-        ends only once thawed: the caller bounds its wait."""
-        self._block(lambda: False, timeout)
-        if self.status is None:
-            if not self.eof:
-                raise EnterFailed(f"the process did not end within {timeout} s")
-            raise EnterFailed(self.error or "the entering process died")
-        return exit_status(self.status)
-
-    def kill(self) -> None:
-        """SIGKILL the process and its group, or the intermediate if it is not there yet."""
-        if self.pid:
-            kill(self.pid)
-        elif self.inter:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.inter, signal.SIGKILL)
+        end = time.monotonic() + timeout
+        while self.report is None:
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                return None
+            record = self.sock.recv(1 << 16)
+            if not record:  # the intermediate died without a word
+                self.report = Report("E", 0, 0, 0.0, b"the entering process died")
+            else:
+                self.report = parse_report(record)
+        return self.report
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.report)
-        if self.reap:
-            _unreaped.append(self.reap)
-            self.reap = 0
+        self.sock.close()
+        if self.inter:
+            _unreaped.append(self.inter)
+            self.inter = 0
         _reap()
 
 
@@ -324,56 +297,62 @@ def _reap() -> None:
             _unreaped.remove(pid)
 
 
-def _report_pipe() -> tuple[int, int]:
-    r, w = os.pipe()
-    os.set_blocking(r, False)
-    return r, w
-
-
-def start(p: EnterPlan, out: int) -> Entering:
-    """Start the plan's process with ``out`` as its stdout and stderr (stdin /dev/null),
-    forking from this process (which must be single-threaded); follow it with the
-    returned :class:`Entering`. The fork is the caller's main cost (it grows with the
-    caller's memory: ~0.3-0.5 ms for the 19 MB supervisor here)."""
+def start(p: EnterPlan, deadline: float) -> Entering:
+    """Start the plan's process (stdin /dev/null, its output kept by the intermediate),
+    killed at ``deadline`` (``time.time()``) if still running; forking from this process
+    (which must be single-threaded); follow it with the returned :class:`Entering`. The
+    fork is the caller's main cost (it grows with the caller's memory)."""
     if threading.active_count() != 1:
         raise EnterFailed("cannot enter a container from a threaded process")
-    r, w = _report_pipe()
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
         inter = os.fork()
         if inter == 0:
-            os.close(r)
-            _child(p, w, out)
+            mine.close()
+            _child(p, 0, deadline, theirs.fileno())
     except BaseException:
-        os.close(r)
+        mine.close()
         raise
     finally:
-        os.close(w)
-    return Entering(r, inter=inter, reap=inter)
+        theirs.close()
+    return Entering(mine, inter)
+
+
+_SO_SNDBUFFORCE = 32  # Linux's; not in the socket module
 
 
 class ForkServer:
     """Forks the intermediates for a caller that starts many (the health supervisor): a
     fork costs in proportion to the forking process's memory, and each one makes the
     caller's next writes to its pages fault; the server (``enterproc.py`` run on its own,
-    ~10 MB) forks for ~60% of what the 19 MB supervisor would pay. A plan is sent once under
-    a key, then each start is one datagram carrying the output and report pipes. The
-    server ends when its caller goes (the socket closes); a dead server is started again."""
+    ~10 MB) forks for less than the ~19 MB supervisor would pay. A plan is sent once under
+    an id, then each batch of starts is one record; the intermediates report on the
+    server's end of the same socket, so the caller reads every report from its one socket
+    (:meth:`fileno`, :meth:`reports`). The server ends when its caller goes (the socket
+    closes); a dead server is started again."""
 
     def __init__(self) -> None:
         self.sock: socket.socket | None = None
         self.proc: subprocess.Popen[bytes] | None = None
-        self.known: set[str] = set()
+        self.ids: dict[str, int] = {}
+        self.last_id = 0
+
+    def alive(self) -> bool:
+        return self.sock is not None and self.proc is not None and self.proc.poll() is None
 
     def _ensure(self) -> socket.socket:
-        if self.sock is not None and self.proc is not None and self.proc.poll() is None:
+        if self.sock is not None and self.alive():
             return self.sock
         self.close()
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with contextlib.suppress(OSError):  # room for the reports of many intermediates
+            theirs.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, 1 << 20)
         from moorage.runtime import enterproc
 
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-S", enterproc.__file__, str(theirs.fileno())],
+                [sys.executable, "-S", "-c", enterproc.SERVE, enterproc.__file__,
+                 str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
             )  # fmt: skip
@@ -383,36 +362,55 @@ class ForkServer:
         finally:
             theirs.close()
         self.sock = mine
-        self.known = set()
+        self.ids = {}
         return mine
 
-    def start(self, key: str, p: EnterPlan, out: int) -> Entering:
-        """As :func:`start`, forked by the server; ``key`` names the plan there."""
-        import dataclasses
+    def fileno(self) -> int:
+        """The socket the reports arrive on (-1 before the server started)."""
+        return self.sock.fileno() if self.sock is not None else -1
+
+    def start(self, runs: list[tuple[str, EnterPlan, int, float]]) -> None:
+        """Start the process of each ``(key, plan, token, deadline)`` (as :func:`start`);
+        ``key`` names the plan at the server, ``token`` the report."""
         import marshal
 
         sock = self._ensure()
-        r, w = _report_pipe()
+        batch = []
         try:
-            if key not in self.known:
-                sock.send(marshal.dumps(("plan", key, dataclasses.asdict(p))))
-                self.known.add(key)
-            socket.send_fds(sock, [marshal.dumps(("run", key))], [out, w])
+            for key, p, token, deadline in runs:
+                plan_id = self.ids.get(key)
+                if plan_id is None:
+                    self.last_id += 1
+                    plan_id = self.ids[key] = self.last_id
+                    sock.send(marshal.dumps(("plan", (plan_id, dict(vars(p))))))
+                batch.append((plan_id, token, deadline))
+            sock.send(marshal.dumps(("run", batch)))
         except OSError as e:
-            os.close(r)
             self.close()
             raise EnterFailed(f"the fork server is gone: {e}") from e
-        finally:
-            os.close(w)
-        return Entering(r)
+
+    def reports(self) -> list[Report]:
+        """The reports that arrived (not waiting for more). When the server and every
+        intermediate are gone, closes (the next :meth:`start` starts another)."""
+        out = []
+        while self.sock is not None:
+            try:
+                record = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not record:
+                self.close()
+                break
+            out.append(parse_report(record))
+        return out
 
     def forget(self, key: str) -> None:
         import marshal
 
-        if key in self.known and self.sock is not None:
-            self.known.discard(key)
+        plan_id = self.ids.pop(key, None)
+        if plan_id is not None and self.sock is not None:
             with contextlib.suppress(OSError):
-                self.sock.send(marshal.dumps(("forget", key)))
+                self.sock.send(marshal.dumps(("forget", plan_id)))
 
     def close(self) -> None:
         if self.sock is not None:
@@ -428,10 +426,3 @@ def exit_status(status: int) -> int:
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
-
-
-def kill(pid: int) -> None:
-    """SIGKILL the process and the group it leads."""
-    for f in (os.killpg, os.kill):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            f(pid, signal.SIGKILL)
