@@ -68,7 +68,8 @@ def _moor_python() -> str:
         first = Path(MOOR).read_text(errors="replace").splitlines()[0]
     except (OSError, IndexError):
         return sys.executable
-    return first[2:].strip() if first.startswith("#!") else sys.executable
+    # pip's script names the interpreter; moorage's launcher adds -S after it
+    return first[2:].split()[0] if first.startswith("#!") else sys.executable
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -120,22 +121,18 @@ def _cmdlines() -> dict[int, str]:
 
 def procs_matching(markers: Sequence[str]) -> dict[int, str]:
     procs = _cmdlines()
-    # moorage's warm process stays on purpose (until idle); the children it forks per
-    # command are the command's own work and do count
-    warm = {
-        p
-        for p, c in procs.items()
-        if "moorage.cli.warm" in c and "moorage.cli.warm" not in procs.get(_ppid(p), "")
-    }
+    # moorage's warm process and the child it forks ahead for the next command stay on
+    # purpose (until idle; both in /); a child running a command (in its client's working
+    # directory, as this benchmark's is not /) is the command's own work and does count
+    warm = {p for p, c in procs.items() if "moorage.cli.warm" in c and _cwd(p) == "/"}
     return {p: c for p, c in procs.items() if p not in warm and any(m in c for m in markers if m)}
 
 
-def _ppid(pid: int) -> int:
+def _cwd(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
 
 
 def settle(markers: Sequence[str], timeout: float = 15.0) -> float:
@@ -754,6 +751,8 @@ def main(runs: int = 15) -> None:
     if not BB_TAR.exists():
         print(f"containers benchmark: {BB_TAR} missing (start the anchors first); skipped")
         return
+    if os.getcwd() == "/":
+        os.chdir(tempfile.gettempdir())  # procs_matching tells commands from / (see there)
     work = Path(tempfile.mkdtemp(prefix="mbench-"))
     tools: list[Tool] = []
     runc: BareRunc | None = None

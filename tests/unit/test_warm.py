@@ -112,3 +112,24 @@ def test_source_watch_sees_a_new_module_in_a_new_directory(tmp_path: Path) -> No
 def test_idle_timeout(value: str | None, expected: float) -> None:
     env = {} if value is None else {"MOORAGE_WARM_IDLE": value}
     assert warm.idle_timeout(env) == expected
+
+
+def test_the_client_path_imports_neither_os_nor_typing() -> None:
+    """What `moor` imports before handing a command over: every module costs its start."""
+    import subprocess
+    import sys
+
+    src = str(Path(warmclient.__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {src!r}); import moorage.cli.main, "
+        "moorage.cli.warmclient; print(sorted({'os', 'typing', '__future__', 'signal', "
+        "'socket'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, check=True)
+    assert out.stdout.decode().strip() == "[]"
+
+
+def test_getenv_follows_os_environ_once_os_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MOORAGE_RUNROOT", "/changed/since/start")
+    assert warmclient.getenv("MOORAGE_RUNROOT") == "/changed/since/start"
+    assert warmclient.runroot(["ps"]) == "/changed/since/start"
