@@ -133,3 +133,68 @@ def test_getenv_follows_os_environ_once_os_is_loaded(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("MOORAGE_RUNROOT", "/changed/since/start")
     assert warmclient.getenv("MOORAGE_RUNROOT") == "/changed/since/start"
     assert warmclient.runroot(["ps"]) == "/changed/since/start"
+
+
+def _in_child(fn) -> str:  # type: ignore[no-untyped-def]
+    """Run ``fn`` in a forked child; its string result."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(w, str(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    os.waitpid(pid, 0)
+    out = os.read(r, 4096).decode()
+    os.close(r)
+    return out
+
+
+def test_a_forked_childs_written_pages_are_found_and_can_be_faulted_in_ahead() -> None:
+    import ctypes
+    import resource
+
+    size = 64 * warm._PAGE
+    buf = bytearray(size)
+    for i in range(0, size, warm._PAGE):
+        buf[i] = 1  # present in the parent: a child's write copies the page
+    addr = ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
+    pages = list(range(-(-addr // warm._PAGE), (addr + size) // warm._PAGE))
+
+    def written() -> int:
+        before = set(warm.written_pages())
+        for i in range(0, size, warm._PAGE):
+            buf[i] = 2
+        return len(set(pages) & (set(warm.written_pages()) - before))
+
+    assert int(_in_child(written)) >= len(pages) - 1
+
+    def faults(populate: bool) -> str:
+        runs = warm.populate_pages(pages) if populate else 0
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for i in range(0, size, warm._PAGE):
+            buf[i] = 3
+        return f"{runs} {resource.getrusage(resource.RUSAGE_SELF).ru_minflt - start}"
+
+    _, plain = map(int, _in_child(lambda: faults(False)).split())
+    runs, ahead = map(int, _in_child(lambda: faults(True)).split())
+    if runs == 0:
+        pytest.skip("this kernel has no MADV_POPULATE_WRITE")
+    assert plain >= len(pages) - 1
+    assert ahead < plain // 4  # taken ahead, not on the writes
+
+
+def test_populate_pages_stops_when_asked() -> None:
+    import ctypes
+
+    size = 400 * warm._PAGE
+    buf = bytearray(size)
+    addr = ctypes.addressof((ctypes.c_char * size).from_buffer(buf))
+    first = -(-addr // warm._PAGE)
+    pages = [first + 2 * i for i in range(190)]  # no two consecutive: one madvise each
+    done = warm.populate_pages(pages, lambda: True)
+    if done == 0:
+        pytest.skip("this kernel has no MADV_POPULATE_WRITE")
+    assert done == 64  # asked after 64 runs, and stopped
+    assert warm.populate_pages(pages) == 190
