@@ -744,7 +744,7 @@ def bench_breakdown(tool: Tool, runs: int, work: Path) -> None:
 # ---- main ----------------------------------------------------------------------------------------
 
 
-def main(runs: int = 15) -> None:
+def main(runs: int = 15, only: str = "") -> None:
     if os.geteuid() != 0:
         print("containers benchmark: needs root (overlay mounts); skipped")
         return
@@ -773,10 +773,14 @@ def main(runs: int = 15) -> None:
             print("(bare runc skipped: not installed)")
         print(f"tools: {', '.join(t.name for t in tools)}{', bare runc' if runc else ''}")
         print(f"load average at start: {_loadavg()} ({os.cpu_count()} CPUs)")
-        bench_run_rm(tools, runc, runs, work)
-        bench_batch(tools, max(1, runs // 5))
-        bench_memory([t for t in tools if t.name != "moorage-cold"])
-        bench_breakdown(moorage, runs, work)
+        if only in ("", "run"):
+            bench_run_rm(tools, runc, runs, work)
+        if only in ("", "batch"):
+            bench_batch(tools, max(1, runs // 5))
+        if only in ("", "memory"):
+            bench_memory([t for t in tools if t.name != "moorage-cold"])
+        if only in ("", "breakdown"):
+            bench_breakdown(moorage, runs, work)
         print(f"\nload average at end: {_loadavg()}")
     finally:
         for tool in tools:
@@ -791,4 +795,7 @@ def main(runs: int = 15) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=15)
-    main(ap.parse_args().runs)
+    ap.add_argument("--only", choices=["run", "batch", "memory", "breakdown"], default="",
+                    help="one part only (default: all)")  # fmt: skip
+    a = ap.parse_args()
+    main(a.runs, a.only)
