@@ -425,8 +425,15 @@ class WarmServer:
         def tell_client(code: int) -> None:
             # the client may go on now; this process's exit takes another millisecond or two,
             # and the work the command left for after its answer (moorage.later) is done first
+            # the client's stdin/stdout/stderr go first: whoever reads its output to the end
+            # (`x=$(moor ...)`, a pipe) has it now, not once the clean-up below is done
             with contextlib.suppress(OSError):
-                ctl.send(b"A")  # first: so the server lets this process finish
+                devnull = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.close(devnull)
+            with contextlib.suppress(OSError):
+                ctl.send(b"A")  # then: so the server lets this process finish
                 os.write(conn_fd, b"E%d\n" % code)
             os.close(conn_fd)
             ctl.close()
