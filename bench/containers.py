@@ -622,8 +622,10 @@ wrap(S, "remove", "remove")
 wrap(S, "_update", "db update")
 wrap(svc, "unmount", "umount")
 code = 0
+import posix
 _real_exit = os._exit
-os._exit = lambda c: None  # main() ends with os._exit; measure, then exit for real below
+# main() ends with posix._exit (os._exit); measure, then exit for real below
+os._exit = posix._exit = lambda c: None
 t = time.perf_counter()
 try:
     cm.main(sys.argv[1:])
