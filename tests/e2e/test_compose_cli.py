@@ -166,8 +166,8 @@ def test_version(moor: Moor, tmp_path: Path) -> None:
 
 
 PROBE = """
-import os, sys
-os._exit = lambda code: None
+import os, posix, sys
+os._exit = posix._exit = lambda code: None  # main() ends with posix._exit
 sys.argv = ["moor"] + sys.argv[1:]
 from moorage.cli.main import main
 try:

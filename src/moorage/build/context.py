@@ -14,7 +14,10 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import tarfile
 
 from moorage.build.ignore import Matcher, read_patterns
 from moorage.errors import InvalidArgument, NotFound
@@ -41,11 +44,26 @@ def extract_tar(stream: BinaryIO, dest: Path, where: str) -> None:
                         raise InvalidArgument(f"invalid context tar: {m.name} links outside")
                     m.linkname = link
                 m.name = name
-                tf.extract(m, dest, set_attrs=True, filter="tar")
+                if hasattr(tarfile, "tar_filter"):
+                    tf.extract(m, dest, set_attrs=True, filter="tar")
+                else:  # Python 3.11.0-3.11.3 (Debian 12's 3.11.2): the same checks by hand
+                    _tar_filter(m, dest, where)
+                    tf.extract(m, dest, set_attrs=True)
     except (tarfile.TarError, EOFError, OSError) as e:
         if isinstance(e, ConnectionError):
             raise
         raise InvalidArgument(f"invalid build context {where}: {e}") from None
+
+
+def _tar_filter(member: tarfile.TarInfo, dest: Path, where: str) -> None:
+    """What tarfile's ``tar`` filter does (Python 3.11.4+), for interpreters without it:
+    refuse a member whose path, after the symlinks already extracted, leads outside
+    ``dest``; clear the setuid, setgid and sticky bits and group/other write."""
+    root = os.path.realpath(dest)
+    target = os.path.realpath(os.path.join(root, member.name))
+    if os.path.commonpath([root, target]) != root:
+        raise InvalidArgument(f"invalid build context {where}: {member.name} leads outside it")
+    member.mode &= ~(stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWGRP | stat.S_IWOTH)
 
 
 @dataclass(frozen=True)

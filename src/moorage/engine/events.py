@@ -114,8 +114,12 @@ def record_event(
     action: str,
     actor_id: str,
     attributes: Mapping[str, str] | None = None,
+    *,
+    wake: bool = True,
 ) -> None:
-    """Record one event and wake the followers. Never fails the operation that called it."""
+    """Record one event and wake the followers. Never fails the operation that called it.
+    Inside the caller's open transaction (one commit for both), ``wake=False``: the caller
+    calls ``notify`` once it has committed, or followers would look before the row is in."""
     attrs = {str(k): str(v) for k, v in (attributes or {}).items()}
     try:
         conn = store.db.conn
@@ -129,13 +133,16 @@ def record_event(
             conn.execute("DELETE FROM events WHERE seq <= ?", (seq - max_events(),))
     except Exception:
         return
-    notify(store.runroot)
+    if wake:
+        notify(store.runroot)
 
 
-def container_event(store: EventStore, rec: Any, action: str, **extra: str) -> None:
+def container_event(
+    store: EventStore, rec: Any, action: str, *, wake: bool = True, **extra: str
+) -> None:
     """``record_event`` for a container record: its image, name and labels as attributes."""
     attrs = {**rec.spec.labels, "image": rec.image_ref, "name": rec.name, **extra}
-    record_event(store, "container", action, rec.id, attrs)
+    record_event(store, "container", action, rec.id, attrs, wake=wake)
 
 
 def notify(runroot: Path) -> None:

@@ -26,7 +26,7 @@ from moorage.engine.containers.parse import merge_env, parse_restart, parse_stop
 from moorage.engine.containers.rootfs import mount_overlay, unmount
 from moorage.engine.containers.spec import ContainerSpec
 from moorage.engine.containers.users import resolve_user
-from moorage.engine.events import container_event
+from moorage.engine.events import container_event, notify
 from moorage.engine.images import ImageRecord, ImageService
 from moorage.errors import (
     AlreadyExists,
@@ -224,10 +224,16 @@ class ContainerService:
             raise NotFound(f"No such container: {cid}")
         return _record(row)
 
-    def _update(self, cid: str, **fields: Any) -> None:
+    def _update(self, cid: str, _event: tuple[Any, str] | None = None, **fields: Any) -> None:
+        """Set ``fields`` of the container's row; with ``_event`` (a record, an action), that
+        container event in the same transaction (one commit, not two)."""
         cols = ", ".join(f"{k} = ?" for k in fields)
         with self.store.db.transaction() as conn:
             conn.execute(f"UPDATE containers SET {cols} WHERE id = ?", (*fields.values(), cid))
+            if _event is not None:
+                container_event(self.store, _event[0], _event[1], wake=False)
+        if _event is not None:
+            notify(self.store.runroot)
 
     def refresh(self, rec: ContainerRecord) -> ContainerRecord | None:
         """Reconcile the recorded state with what conmon and the runtime say now; None when
@@ -338,6 +344,8 @@ class ContainerService:
                     )  # fmt: skip
                     self.networks.record_endpoint(conn, cid, spec)
                     self.volumes.record(conn, cid, mounts)
+                    rec = self._reload(cid)
+                    container_event(self.store, rec, "create", wake=False)  # one commit
             except sqlite3.IntegrityError as e:
                 shutil.rmtree(overlay, ignore_errors=True)
                 shutil.rmtree(ud, ignore_errors=True)
@@ -350,8 +358,7 @@ class ContainerService:
                     f'"{holder.id if holder else "?"}". You have to remove (or rename) that '
                     "container to be able to reuse that name."
                 ) from None
-        rec = self._reload(cid)
-        container_event(self.store, rec, "create")
+        notify(self.store.runroot)
         return rec
 
     def _free_name(self) -> str:
@@ -556,10 +563,13 @@ class ContainerService:
             container_event(self.store, self._reload(cid), "oom")
         container_event(self.store, self._reload(cid), "die", exitCode=str(code))
 
-    def _teardown_runtime(self, cid: str, *, unmount_rootfs: bool = True) -> None:
+    def _teardown_runtime(
+        self, cid: str, *, unmount_rootfs: bool = True, rec: ContainerRecord | None = None
+    ) -> None:
         """The runtime's state, the rootfs mount (unless ``_discard`` will do it: a container
-        being removed) and the network."""
-        rec = self._find_raw(cid)
+        being removed) and the network. ``rec``: the container's record, if at hand (only
+        its runtime is read)."""
+        rec = rec if rec is not None else self._find_raw(cid)
         if rec is not None:
             with contextlib.suppress(MoorageError):
                 runtime = self.runtime(rec)
@@ -738,8 +748,10 @@ class ContainerService:
         anonymous = self.volumes.anonymous_of(cid) if anonymous_volumes else []
         with self.store.db.transaction() as conn:
             conn.execute("DELETE FROM containers WHERE id = ?", (cid,))
+            if gone is not None:
+                container_event(self.store, gone, "destroy", wake=False)
         if gone is not None:
-            container_event(self.store, gone, "destroy")
+            notify(self.store.runroot)
         for vol in anonymous:
             with contextlib.suppress(MoorageError):
                 self.volumes.remove(vol)
@@ -783,10 +795,9 @@ class ContainerService:
                         stdin=rec.spec.open_stdin,
                     )  # fmt: skip
                     self._update(
-                        rec.id, state="running", conmon_pid=proc.pid, started_at=time.time(),
-                        exit_code=0, stopped_by_user=0, error="",
+                        rec.id, (rec, "start"), state="running", conmon_pid=proc.pid,
+                        started_at=time.time(), exit_code=0, stopped_by_user=0, error="",
                     )  # fmt: skip
-                container_event(self.store, rec, "start")
 
                 def send(signum: int) -> None:
                     with contextlib.suppress(ProcessLookupError):
@@ -806,7 +817,7 @@ class ContainerService:
                     proc.wait()
                 with self.locked(rec.id):
                     # runc run left no state: the network (the rootfs goes with _discard)
-                    self._teardown_runtime(rec.id, unmount_rootfs=False)
+                    self._teardown_runtime(rec.id, unmount_rootfs=False, rec=rec)
                     self._discard(rec.id, anonymous_volumes=True)
                 later.after_reply(lambda: shutil.rmtree(layout.run_dir, ignore_errors=True))
         return _status(code)
