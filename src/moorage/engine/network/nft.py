@@ -6,13 +6,26 @@ about a millisecond; nothing is exec'd. Debian: ``libnftables1``.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import threading
+from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
 from moorage.errors import MoorageError
 
 NFT_CTX_OUTPUT_JSON = 1 << 4
+# One libnftables call at a time. In a process: its one context is not thread-safe, and
+# `compose down` tears containers' networks down from several threads at once; libnftnl
+# (1.2.4, Debian 12) then met a garbled reply and exited the whole process ("nf_tables kernel
+# ABI is broken ... table.c:270 reason: Numerical result out of range"). On the host: a call
+# fills its cache by dumping every table while other moorage processes (conmon's exit
+# commands, other stores) add and delete theirs.
+HOST_LOCK = "/run/moorage-nftables.lock"
+_THREADS = threading.Lock()
 
 
 class NftError(MoorageError):
@@ -52,9 +65,10 @@ def run(commands: list[dict[str, Any]]) -> dict[str, Any]:
     if not commands:
         return {}
     lib, ctx = _ctx()
-    rc = lib.nft_run_cmd_from_buffer(ctx, json.dumps({"nftables": commands}).encode())
-    out = lib.nft_ctx_get_output_buffer(ctx) or b""
-    err = lib.nft_ctx_get_error_buffer(ctx) or b""
+    with _one_at_a_time():
+        rc = lib.nft_run_cmd_from_buffer(ctx, json.dumps({"nftables": commands}).encode())
+        out = lib.nft_ctx_get_output_buffer(ctx) or b""
+        err = lib.nft_ctx_get_error_buffer(ctx) or b""
     if rc != 0:
         lines = [ln.strip() for ln in err.decode(errors="replace").splitlines() if ln.strip()]
         raise NftError("nftables: " + ("; ".join(lines) or f"transaction failed ({rc})"))
@@ -62,6 +76,23 @@ def run(commands: list[dict[str, Any]]) -> dict[str, Any]:
         return {}
     parsed: dict[str, Any] = json.loads(out)
     return parsed
+
+
+@contextlib.contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    """This process's lock, then the host's (see HOST_LOCK; where it cannot be opened, the
+    process's alone)."""
+    with _THREADS:
+        try:
+            fd = os.open(HOST_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
 
 def table_exists(family: str, name: str) -> bool:
