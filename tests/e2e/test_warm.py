@@ -242,3 +242,20 @@ def test_a_removed_containers_files_go_right_after_the_answer(warm: WarmMoor, ho
     assert warm("ps", "-aq").stdout == ""  # gone as far as anyone asking can tell
     wait_for(lambda: _container_files(warm) == [], timeout=10)
     assert not list((warm.runroot / "containers").glob("*"))
+
+
+def test_a_stopped_warm_process_takes_its_running_commands_with_it(warm: WarmMoor) -> None:
+    server = warm.server_pid()
+    assert server is not None
+    p = warm.popen("events", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        served = wait_for(lambda: commands(server))
+        cold(warm, "system", "warm", "--stop")
+        # its client is told (125), and the command does not run on as an orphan
+        assert p.wait(timeout=10) == 125
+        assert p.stderr is not None and b"went away" in p.stderr.read()
+        wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in served))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=5)

@@ -241,3 +241,15 @@ def test_a_prepared_database_is_used_once_and_only_if_still_the_same_file(
 
     prepare(tmp_path / "nothing" / "moorage.db")  # no store there: nothing is created
     assert not (tmp_path / "nothing").exists()
+
+
+def test_metadata_without_create_never_makes_a_database(tmp_path: Path) -> None:
+    (tmp_path / "odd dir?#%").mkdir()
+    missing = tmp_path / "odd dir?#%" / "moorage.db"
+    with pytest.raises(StoreError, match="cannot open the metadata database"):
+        Metadata(missing, create=False)
+    assert list(missing.parent.iterdir()) == []
+    Metadata(missing).close()  # made by a command
+    meta = Metadata(missing, create=False)  # then opened, special characters and all
+    assert meta.conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    meta.close()

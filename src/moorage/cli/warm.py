@@ -369,7 +369,11 @@ class WarmServer:
 
     def _spare_main(self, sock: socket.socket, prepare: bool) -> None:
         code = 1
+        server = os.getppid()
         try:
+            # when the server goes (stopped, killed), its client has been told so (125) and
+            # this command goes with it, as with a killed client: never an orphan running on
+            _die_with_parent(server)
             # nothing of the server's survives into the command
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
@@ -501,6 +505,16 @@ class WarmServer:
         if session.pidfd >= 0:
             os.close(session.pidfd)
             session.pidfd = -1
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when ``parent`` ends (prctl PR_SET_PDEATHSIG); at once if it already has."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os._exit(1)  # it ended before the line above
 
 
 def _receive_request(conn: socket.socket, nfds: int) -> tuple[bytes, list[int]]:
