@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from moorage.api.backend import Backend, Ctx
 from moorage.api.http import log
 from moorage.engine.containers import attach as att
-from moorage.engine.containers.service import _alive
 from moorage.errors import MoorageError
+from moorage.runtime import process_alive
 
 
 @dataclass
@@ -118,7 +118,7 @@ class Monitor:
                     break
                 except (FileNotFoundError, ValueError):
                     pass
-                if not _alive(conmon_pid):
+                if not process_alive(conmon_pid):
                     await asyncio.sleep(0.05)
                     if not exit_file.exists():
                         break

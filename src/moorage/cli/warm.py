@@ -347,8 +347,8 @@ class WarmServer:
         answered = session is not None and session.has_answered()
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(ctl)  # one message, or the end of the socket
-        if answered and self.spare is None and not self.stale:
-            self.spare = self._fork_spare(prepare=True)
+        if answered:
+            self._replenish()
 
     # -- the spare child ---------------------------------------------------------------------
     def _fork_spare(self, *, prepare: bool) -> Spare:
@@ -427,10 +427,10 @@ class WarmServer:
         from moorage.cli import main as cli_main
 
         def tell_client(code: int) -> None:
-            # the client may go on now; this process's exit takes another millisecond or two,
-            # and the work the command left for after its answer (moorage.later) is done first
-            # the client's stdin/stdout/stderr go first: whoever reads its output to the end
-            # (`x=$(moor ...)`, a pipe) has it now, not once the clean-up below is done
+            # first the client's stdin/stdout/stderr go: whoever reads its output to the end
+            # (`x=$(moor ...)`, a pipe) has it now, not once the clean-up below is done; then
+            # the exit code, so the client goes on while this process does what the command
+            # left for after its answer (moorage.later) and exits (another ms or two)
             with contextlib.suppress(OSError):
                 devnull = os.open(os.devnull, os.O_RDWR)
                 for fd in (0, 1, 2):
@@ -490,8 +490,12 @@ class WarmServer:
             session.conn.sendall(reply)  # unless the child told the client itself
         self._end(session)
         self.last = time.monotonic()
+        self._replenish()  # if the child ended without answering
+
+    def _replenish(self) -> None:
+        """A prepared spare for the next command, if there is none (and the code is current)."""
         if self.spare is None and not self.stale:
-            self.spare = self._fork_spare(prepare=True)  # for the next command
+            self.spare = self._fork_spare(prepare=True)
 
     def _end(self, session: Session) -> None:
         for obj in (session.conn, session.pidfd, session.ctl):

@@ -109,9 +109,6 @@ def _record(row: sqlite3.Row) -> ContainerRecord:
     )
 
 
-_alive = process_alive
-
-
 # seconds between two sweeps for leftovers of killed creates by one long-lived service
 SWEEP_EVERY = 5.0
 # ids this process removed whose files go once the command has answered (moorage.later)
@@ -254,8 +251,8 @@ class ContainerService:
             from moorage.engine.containers import logs as logmod
 
             logmod.keep_rotated(layout.log_path, logmod.parse_log_opts(list(rec.spec.log_opts)))
-        if _alive(rec.conmon_pid):
-            if rec.state == "created" and _alive(rec.pid):
+        if process_alive(rec.conmon_pid):
+            if rec.state == "created" and process_alive(rec.pid):
                 # started, but the command that started it died before recording it
                 st = self.runtime(rec).state(rec.id)
                 if st is not None and st.get("status") == "running":
@@ -264,7 +261,7 @@ class ContainerService:
             if rec.spec.healthcheck:
                 _health_checks().watch(self, rec)
             return rec  # conmon still watches it: its exit file will tell
-        if rec.state in ("running", "paused") and not _alive(rec.pid):
+        if rec.state in ("running", "paused") and not process_alive(rec.pid):
             # ended while nobody watched (conmon was killed): the code is unknown
             self.cleanup(rec.id)
             self._restart_unwatched(rec.id)
@@ -517,7 +514,11 @@ class ContainerService:
                 return
             if rec.state in ("running", "paused", "created"):
                 exit_file = self.layout(rec.id).exit_file(rec.id)
-                watched = rec.state == "created" or _alive(rec.pid) or _alive(rec.conmon_pid)
+                watched = (
+                    rec.state == "created"
+                    or process_alive(rec.pid)
+                    or process_alive(rec.conmon_pid)
+                )
                 if not exit_file.exists() and watched:
                     return  # still running, or conmon is about to write the code
                 try:
@@ -641,7 +642,7 @@ class ContainerService:
         exit_file = self.layout(rec.id).exit_file(rec.id)
         deadline = time.monotonic() + max(timeout, 0)
         while True:
-            if exit_file.exists() or not (_alive(rec.pid) or _alive(rec.conmon_pid)):
+            if exit_file.exists() or not (process_alive(rec.pid) or process_alive(rec.conmon_pid)):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -650,7 +651,7 @@ class ContainerService:
     def _wait_conmon(self, rec: ContainerRecord, timeout: float) -> None:
         """Until conmon has run its exit command (it exits right after)."""
         deadline = time.monotonic() + timeout
-        while _alive(rec.conmon_pid) and time.monotonic() < deadline:
+        while process_alive(rec.conmon_pid) and time.monotonic() < deadline:
             time.sleep(0.005)
 
     def wait(self, ref: str) -> int:
@@ -686,13 +687,13 @@ class ContainerService:
             if fresh is None:
                 return rec
             rec = fresh
-            if rec.running and _alive(rec.pid) and not force:
+            if rec.running and process_alive(rec.pid) and not force:
                 # started by another command since we looked
                 raise Conflict(
                     f"You cannot remove a running container {rec.id}. Stop the container "
                     "before attempting removal or force remove"
                 )
-            if rec.running and _alive(rec.pid):
+            if rec.running and process_alive(rec.pid):
                 with contextlib.suppress(RuntimeFailure):
                     self.runtime(rec).kill(rec.id, signals.SIGKILL, all_processes=True)
                 self._wait_exit(rec, 10)
@@ -700,7 +701,7 @@ class ContainerService:
             if rec.running:  # ended here, not through cleanup: say so as Docker's rm -f does
                 container_event(self.store, rec, "kill", signal=str(int(signals.SIGKILL)))
                 container_event(self.store, rec, "die", exitCode=self._exit_code_of(rec.id))
-            if rec.state == "created" and rec.conmon_pid and _alive(rec.conmon_pid):
+            if rec.state == "created" and rec.conmon_pid and process_alive(rec.conmon_pid):
                 # created but never started (e.g. moor was killed mid-start): end its conmon
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(rec.conmon_pid, signals.SIGKILL)
@@ -730,9 +731,7 @@ class ContainerService:
             with flocked(self.run_dir / cid / "lock", exclusive=True, blocking=False) as free:
                 if not free or self._find_raw(cid) is not None:
                     continue
-                unmount(self.rootfs(cid))
-                shutil.rmtree(self.overlay(cid), ignore_errors=True)
-                shutil.rmtree(self.userdata(cid), ignore_errors=True)
+                self._remove_files(cid)
             shutil.rmtree(self.run_dir / cid, ignore_errors=True)
 
     def _exit_code_of(self, cid: str) -> str:
@@ -756,16 +755,16 @@ class ContainerService:
             with contextlib.suppress(MoorageError):
                 self.volumes.remove(vol)
         _LEAVING.add(cid)  # not an orphan for sweep_orphans: its removal is under way
-        rootfs, overlay, ud = self.rootfs(cid), self.overlay(cid), self.userdata(cid)
+        # nothing refers to them any more: the user may have the answer first (later)
+        later.after_reply(lambda: self._remove_files(cid))
 
-        def remove_files() -> None:
-            # nothing refers to them any more: the user may have the answer first (later)
-            with contextlib.suppress(MoorageError):
-                unmount(rootfs)
-            shutil.rmtree(overlay, ignore_errors=True)
-            shutil.rmtree(ud, ignore_errors=True)  # last: sweep_orphans finds ids by it
-
-        later.after_reply(remove_files)
+    def _remove_files(self, cid: str) -> None:
+        """A forgotten container's rootfs mount and directories."""
+        with contextlib.suppress(MoorageError):
+            unmount(self.rootfs(cid))
+        shutil.rmtree(self.overlay(cid), ignore_errors=True)
+        # last: sweep_orphans finds ids by this directory
+        shutil.rmtree(self.userdata(cid), ignore_errors=True)
 
     # ---- foreground --rm runs ------------------------------------------------------------
 
