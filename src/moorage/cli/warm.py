@@ -116,6 +116,10 @@ def preload() -> None:
             continue
         with contextlib.suppress(Exception):
             importlib.import_module(info.name)
+    # the default seccomp filter in OCI form (368 syscalls converted, ~0.5 ms a container)
+    from moorage.engine.containers.security import DEFAULT_CAPABILITIES, default_seccomp
+
+    default_seccomp(DEFAULT_CAPABILITIES)
 
 
 @dataclass
@@ -340,15 +344,15 @@ class WarmServer:
         self.sel.register(spare.sock, selectors.EVENT_READ, self._from_child)
 
     def _from_child(self, ctl: object) -> None:
-        """The child says it has answered (or ends): the next spare can start preparing
-        while this one finishes its clean-up."""
+        """The child says it has answered (or ends). The next spare is forked once its client
+        has gone too (``_from_client``): forking this large process and preparing the spare
+        would only compete for the CPU with the client, which is exiting right now."""
         assert isinstance(ctl, socket.socket)
         session = next((s for s in self.sessions.values() if s.ctl is ctl), None)
-        answered = session is not None and session.has_answered()
+        if session is not None:
+            session.has_answered()
         with contextlib.suppress(KeyError, ValueError):
             self.sel.unregister(ctl)  # one message, or the end of the socket
-        if answered:
-            self._replenish()
 
     # -- the spare child ---------------------------------------------------------------------
     def _fork_spare(self, *, prepare: bool) -> Spare:
@@ -441,6 +445,9 @@ class WarmServer:
                 os.write(conn_fd, b"E%d\n" % code)
             os.close(conn_fd)
             ctl.close()
+            # what is left yields to the client's exit and to the next command
+            with contextlib.suppress(OSError):
+                os.nice(10)
             later.run_held()
             with contextlib.suppress(Exception):  # a hint for the next spare, nothing more
                 _save_pages(self.path + ".hot", written_pages())
@@ -466,6 +473,8 @@ class WarmServer:
             if not session.has_answered():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(session.pid, signal.SIGKILL)
+            else:  # the client has its answer and is gone: the next spare can start now
+                self._replenish()
             self.sel.unregister(conn)
             return
         session.buf += data

@@ -713,7 +713,8 @@ def _setup_seccomp(
 
 
 def default_seccomp(capabilities: Sequence[str], arch: str = "amd64") -> dict[str, Any]:
-    """The OCI ``linux.seccomp`` object of the default profile for a container.
+    """The OCI ``linux.seccomp`` object of the default profile for a container (one object
+    per capability set and architecture, shared by every caller: never changed).
 
     ``capabilities`` is the container's (bounding) capability set: syscalls gated by a
     capability are allowed only when it is there (``mount`` with ``CAP_SYS_ADMIN``,
@@ -723,11 +724,18 @@ def default_seccomp(capabilities: Sequence[str], arch: str = "amd64") -> dict[st
     """
     # The default profile has no minKernel conditions, so the kernel version does not matter.
     native = native_arch(arch)
-    result = _setup_seccomp(
-        _DEFAULT_PROFILE, frozenset(capabilities), native, (0, 0), _unrunnable(native)
-    )
-    assert result is not None
+    key = (frozenset(capabilities), native)
+    result = _DEFAULT_FILTERS.get(key)
+    if result is None:
+        result = _setup_seccomp(_DEFAULT_PROFILE, key[0], native, (0, 0), _unrunnable(native))
+        assert result is not None
+        _DEFAULT_FILTERS[key] = result
     return result
+
+
+#: default_seccomp's results (shared: not to be changed), made once per process; the warm
+#: process makes the default one ahead (``moorage.cli.warm.preload``)
+_DEFAULT_FILTERS: dict[tuple[frozenset[str], str], dict[str, Any]] = {}
 
 
 def load_seccomp_profile(
