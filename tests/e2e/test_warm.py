@@ -259,3 +259,15 @@ def test_a_stopped_warm_process_takes_its_running_commands_with_it(warm: WarmMoo
         if p.poll() is None:
             p.kill()
             p.wait(timeout=5)
+
+
+def test_warm_stop_run_by_the_warm_process_itself_answers(warm: WarmMoor) -> None:
+    """``system warm --stop`` handed to the warm process stops its own parent, then still
+    tells its client the exit code (it used to be lost with the server's socket: 125)."""
+    for _ in range(3):
+        server = wait_for(warm.server_pid)
+        r = warm("system", "warm", "--stop", check=False)
+        assert (r.returncode, r.stderr) == (0, "")
+        assert "warm process: not running" in r.stdout
+        wait_for(lambda: not Path(f"/proc/{server}").exists())  # noqa: B023
+        warm("system", "warm", "--start")

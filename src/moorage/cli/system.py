@@ -207,6 +207,8 @@ def warm_cmd(ctx: click.Context, action: str | None) -> None:
     path = warmclient.socket_path(runroot)
     pid = warm.status(path)
     if action == "stop" and pid is not None:
+        if pid == os.getppid():  # run by that warm process: stop it, then still answer
+            warm.outlive_parent()
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 5
         while warm.status(path) is not None and time.monotonic() < deadline:

@@ -440,8 +440,9 @@ class WarmServer:
                 for fd in (0, 1, 2):
                     os.dup2(devnull, fd)
                 os.close(devnull)
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # the server may be gone (system warm --stop)
                 ctl.send(b"A")  # then: so the server lets this process finish
+            with contextlib.suppress(OSError):
                 os.write(conn_fd, b"E%d\n" % code)
             os.close(conn_fd)
             ctl.close()
@@ -522,12 +523,22 @@ class WarmServer:
 
 def _die_with_parent(parent: int) -> None:
     """SIGKILL when ``parent`` ends (prctl PR_SET_PDEATHSIG); at once if it already has."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    _parent_death_signal(signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)  # it ended before the line above
+
+
+def outlive_parent() -> None:
+    """Let this command's process outlive its warm process: ``system warm --stop`` run by the
+    warm process's own child stops its parent, then still answers its client (the client's
+    socket and stdio are its own)."""
+    _parent_death_signal(0)
+
+
+def _parent_death_signal(signum: int) -> None:
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signum, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 def _receive_request(conn: socket.socket, nfds: int) -> tuple[bytes, list[int]]:
