@@ -224,9 +224,7 @@ class WarmServer:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        if self.watch is None:
-            self.watch = SourceWatch(Path(moorage.__file__).parent)
-        if self.watch.inotify is not None:
+        if self.watch is not None and self.watch.inotify is not None:
             self.sel.register(self.watch.inotify.fd, selectors.EVENT_READ, self._source_event)
         gc.freeze()  # what is imported now stays shared with every child
         try:
@@ -341,18 +339,6 @@ class WarmServer:
         self.sessions[conn.fileno()] = session
         self.sel.register(conn, selectors.EVENT_READ, self._from_client)
         self.sel.register(session.pidfd, selectors.EVENT_READ, self._exited)
-        self.sel.register(spare.sock, selectors.EVENT_READ, self._from_child)
-
-    def _from_child(self, ctl: object) -> None:
-        """The child says it has answered (or ends). The next spare is forked once its client
-        has gone too (``_from_client``): forking this large process and preparing the spare
-        would only compete for the CPU with the client, which is exiting right now."""
-        assert isinstance(ctl, socket.socket)
-        session = next((s for s in self.sessions.values() if s.ctl is ctl), None)
-        if session is not None:
-            session.has_answered()
-        with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(ctl)  # one message, or the end of the socket
 
     # -- the spare child ---------------------------------------------------------------------
     def _fork_spare(self, *, prepare: bool) -> Spare:
@@ -474,7 +460,10 @@ class WarmServer:
             if not session.has_answered():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(session.pid, signal.SIGKILL)
-            else:  # the client has its answer and is gone: the next spare can start now
+            else:
+                # the client has its answer and is gone: the next spare can start now (not
+                # at the answer, when forking this large process and preparing the spare
+                # would compete for the CPU with the client's exit)
                 self._replenish()
             self.sel.unregister(conn)
             return
@@ -508,10 +497,9 @@ class WarmServer:
             self.spare = self._fork_spare(prepare=True)
 
     def _end(self, session: Session) -> None:
-        for obj in (session.conn, session.pidfd, session.ctl):
+        for obj in (session.conn, session.pidfd):
             with contextlib.suppress(KeyError, ValueError):
-                if obj is not None:
-                    self.sel.unregister(obj)
+                self.sel.unregister(obj)
         self.sessions.pop(session.conn.fileno(), None)
         session.conn.close()
         if session.ctl is not None:
